@@ -1,0 +1,97 @@
+"""Sessions of ptychopinn-multi: one per package in its own venv, isolation, parity, lint.
+
+Every install goes through ``constraints.txt`` so CI and developers test the same versions.
+Run everything with ``nox``; one session with ``nox -s tf``; reuse venvs locally with ``nox -r``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = str(ROOT / "constraints.txt")
+PYTHON = "3.11"
+API = str(ROOT / "packages" / "ptycho-api")
+BUNDLE = str(ROOT / "packages" / "ptycho-bundle")
+TF = str(ROOT / "packages" / "ptycho-tf")
+TORCH = str(ROOT / "packages" / "ptycho-torch")
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "api", "bundle", "isolation", "tf", "torch", "parity"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _install(session: nox.Session, *specs: str) -> None:
+    session.install("-c", CONSTRAINTS, *specs)
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-ra",
+        *paths,
+        *session.posargs,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check over the whole repository."""
+    _install(session, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def api(session: nox.Session) -> None:
+    """ptycho-api tests with only ptycho-api's own dependencies installed."""
+    _install(session, f"{API}[test]")
+    _pytest(session, "packages/ptycho-api/tests")
+
+
+@nox.session(python=PYTHON)
+def bundle(session: nox.Session) -> None:
+    """ptycho-bundle tests with ptycho-api and ptycho-bundle only."""
+    _install(session, API, f"{BUNDLE}[test]")
+    _pytest(session, "packages/ptycho-bundle/tests")
+
+
+@nox.session(python=PYTHON)
+def isolation(session: nox.Session) -> None:
+    """Built wheels of ptycho-api and ptycho-bundle alone: no framework imports, clear errors."""
+    wheels = Path(session.create_tmp()) / "wheels"
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), API, BUNDLE)
+    built = sorted(str(p) for p in wheels.glob("*.whl"))
+    _install(session, *built, "pytest")
+    # Run from a temporary directory so the source tree can never shadow the installed wheels.
+    tests = str(ROOT / "tests-isolation")
+    with session.chdir(session.create_tmp()):
+        _pytest(session, tests, "--rootdir", tests)
+
+
+@nox.session(python=PYTHON)
+def tf(session: nox.Session) -> None:
+    """ptycho-tf tests: TensorFlow installed, PyTorch absent."""
+    _install(session, API, BUNDLE, f"{TF}[test]")
+    _pytest(session, "packages/ptycho-tf/tests")
+
+
+@nox.session(python=PYTHON)
+def torch(session: nox.Session) -> None:
+    """ptycho-torch tests: PyTorch + Lightning installed, TensorFlow absent."""
+    _install(session, API, BUNDLE, f"{TORCH}[test]")
+    _pytest(session, "packages/ptycho-torch/tests")
+
+
+@nox.session(python=PYTHON)
+def parity(session: nox.Session) -> None:
+    """Cross-backend parity tests with both backends installed in one environment."""
+    _install(session, f"{API}[test]", BUNDLE, TF, TORCH)
+    _pytest(session, "tests-parity")

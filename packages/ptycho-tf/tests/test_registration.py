@@ -1,0 +1,56 @@
+"""The ``tensorflow`` backend is registered, selected automatically, and needs no PyTorch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ptycho_api.backend import ENV_VAR, Backend, discover_backends, list_backends, select_backend
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+def test_torch_is_not_importable_in_this_environment():
+    assert importlib.util.find_spec("torch") is None
+    assert importlib.util.find_spec("lightning") is None
+
+
+def test_auto_selection_picks_tensorflow():
+    assert sorted(discover_backends()) == ["tensorflow"]
+    backend = select_backend()
+    assert backend.name == "tensorflow"
+    assert backend.selection_reason == "the only installed backend"
+    assert isinstance(backend, Backend)
+
+
+def test_backend_reports_framework_version_and_devices():
+    import tensorflow as tf
+
+    backend = select_backend("tf")
+    assert backend.framework_version() == tf.__version__
+    assert any("CPU" in d for d in backend.devices())
+    info = list_backends()
+    assert [(i.name, i.distribution, i.importable) for i in info] == [
+        ("tensorflow", "ptycho-tf", True)
+    ]
+
+
+def test_importing_ptycho_tf_loads_no_torch():
+    code = "import json, sys, ptycho_tf.backend; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert not [m for m in loaded if m.split(".")[0] in ("torch", "lightning")]
+    assert "tensorflow" in loaded
+
+
+def test_unimplemented_operations_say_which_issue_brings_them():
+    backend = select_backend("tensorflow")
+    with pytest.raises(NotImplementedError, match="arrives with the TensorFlow backend issue"):
+        backend.build_model(None, None, 1.0)
