@@ -14,6 +14,7 @@ from ptycho_api.config import (
     save_config,
     update_legacy_dict,
 )
+from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
 from ptycho_api.errors import (
     BackendError,
     BackendNotInstalledError,
@@ -22,6 +23,10 @@ from ptycho_api.errors import (
     DataError,
     PtychoError,
 )
+from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
+from ptycho_api.rawdata import RawData
+from ptycho_api.simulation import make_train_test_pair, simulate_dataset, simulate_to_file
+from ptycho_api.stitching import reassemble_position
 
 __version__ = "0.1.0"
 
@@ -40,4 +45,17 @@ __all__ = [
     "BackendError",
     "BackendNotInstalledError",
     "BundleError",
+]
+
+# Data pipeline, reference stitching, metrics and simulation (issue 3).
+__all__ += [
+    "RawData",
+    "PtychoDataContainer",
+    "create_ptycho_data_container",
+    "reassemble_position",
+    "eval_reconstruction",
+    "align_for_evaluation",
+    "simulate_dataset",
+    "simulate_to_file",
+    "make_train_test_pair",
 ]
