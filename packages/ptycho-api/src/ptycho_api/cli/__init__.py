@@ -1,0 +1,7 @@
+"""The ``ptycho`` command line: simulate, train, reconstruct, evaluate, inspect, backends, demo."""
+
+from __future__ import annotations
+
+from ptycho_api.cli.main import main
+
+__all__ = ["main"]

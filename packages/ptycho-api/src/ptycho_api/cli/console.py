@@ -1,0 +1,123 @@
+"""Terminal output, logging set-up, the header line and result files shared by subcommands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho_api.atomic import atomic_write_text
+
+__all__ = [
+    "echo",
+    "configure_logging",
+    "header",
+    "package_versions",
+    "write_json",
+    "write_history",
+    "format_metrics_table",
+]
+
+DISTRIBUTIONS = ("ptycho-api", "ptycho-bundle", "ptycho-tf", "ptycho-torch")
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """Write one line for the user (stdout, or stderr with ``err``)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{message}\n")
+    stream.flush()
+
+
+def configure_logging(verbosity: int) -> None:
+    """Route library logging to stderr: -q -> warnings, default -> info, -v -> debug."""
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity < 2 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(name)s: %(message)s" if verbosity >= 2 else "%(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ptycho_api").setLevel(level)
+    logging.getLogger("ptycho_bundle").setLevel(level)
+    logging.getLogger("ptycho_tf").setLevel(level)
+    logging.getLogger("ptycho_torch").setLevel(level)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the project's distributions (absent ones left out)."""
+    found = {}
+    for dist in DISTRIBUTIONS:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def header(command: str, selection: Any | None = None) -> str:
+    """The first line every subcommand prints: versions and, when relevant, backend and why."""
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    line = f"ptycho {command} | {versions}"
+    if selection is not None:
+        line += f" | backend: {selection.name} ({selection.reason})"
+    return line
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def write_history(directory: Path, history: Mapping[str, Sequence[float]]) -> tuple[Path, Path]:
+    """Write ``history.json`` and ``history.csv`` (one row per epoch) into ``directory``."""
+    names = list(history)
+    n_epochs = max((len(v) for v in history.values()), default=0)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["epoch", *names])
+    for i in range(n_epochs):
+        row = [history[n][i] if i < len(history[n]) else "" for n in names]
+        writer.writerow([i + 1, *row])
+    clean = {
+        k: [None if not math.isfinite(float(x)) else float(x) for x in v]
+        for k, v in history.items()
+    }
+    return (
+        write_json(directory / "history.json", clean),
+        atomic_write_text(directory / "history.csv", buf.getvalue()),
+    )
+
+
+def format_metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A fixed-width table of (amplitude, phase) metric pairs; curves are left out."""
+    rows = [
+        (k, v)
+        for k, v in metrics.items()
+        if isinstance(v, list | tuple) and len(v) == 2 and not isinstance(v[0], list | tuple)
+    ]
+    lines = [f"{'metric':<10} {'amplitude':>12} {'phase':>12}", "-" * 36]
+    for name, (amp, phase) in rows:
+        lines.append(f"{name:<10} {float(amp):>12.5g} {float(phase):>12.5g}")
+    return "\n".join(lines)

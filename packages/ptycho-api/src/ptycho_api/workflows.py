@@ -1,0 +1,223 @@
+"""Backend-dispatching workflow functions with the names Ptychodus and the original code use.
+
+Each function selects a backend (explicit ``backend=`` argument, then the config's ``backend``
+field, then ``PTYCHO_BACKEND``, then what is installed; see ``ptycho_api.backend``), applies the
+CONFIG-001 bridge first, and drives the backend through the ``Backend`` protocol only, so the
+same code path serves TensorFlow and PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho_api import params
+from ptycho_api.backend import select_backend
+from ptycho_api.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
+from ptycho_api.errors import ConfigError, DataError
+from ptycho_api.normalization import intensity_scale
+from ptycho_api.rawdata import RawData
+
+__all__ = [
+    "as_container",
+    "train_cdi_model",
+    "run_cdi_example",
+    "reassemble_cdi_image",
+    "load_inference_bundle",
+    "predict_patches",
+    "stitch_patches",
+]
+
+logger = logging.getLogger(__name__)
+
+DataLike = RawData | PtychoDataContainer | dict
+
+
+def _backend(backend: Any, config: TrainingConfig | InferenceConfig | None) -> Any:
+    if backend is None or isinstance(backend, str):
+        return select_backend(backend, config)
+    return backend
+
+
+def as_container(
+    data: DataLike, config: TrainingConfig | InferenceConfig, *, nphotons: float | None = None
+) -> PtychoDataContainer:
+    """Group and normalise ``data`` (RawData or grouped dict) into a container; pass containers through."""
+    if isinstance(data, PtychoDataContainer):
+        return data
+    if isinstance(data, RawData | dict):
+        return create_ptycho_data_container(data, config, nphotons=nphotons)
+    raise DataError(
+        f"workflow data: expected RawData, a grouped-data dict or PtychoDataContainer; "
+        f"found {type(data).__name__}"
+    )
+
+
+def train_cdi_model(
+    train_data: DataLike,
+    test_data: DataLike | None,
+    config: TrainingConfig,
+    *,
+    backend: Any = None,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Train a model and write ``<config.output_dir>/wts.h5.zip``: -> results dict.
+
+    ``results`` holds ``history`` (per-epoch loss, val_loss, lr), ``model``, ``backend`` (the
+    backend object), ``train_container``, ``test_container`` (or None), ``intensity_scale``
+    (s = sqrt(nphotons) / (N / 2)) and ``archive`` (path, when ``save``).
+    """
+    impl = _backend(backend, config)
+    update_legacy_dict(params.cfg, config)
+    train = as_container(train_data, config)
+    test = as_container(test_data, config) if test_data is not None else None
+    if train.N != config.model.N:
+        raise ConfigError(
+            f"model.N: expected the training patterns' size {train.N}; found {config.model.N}"
+        )
+    scale = intensity_scale(config.nphotons, config.model.N)
+    params.cfg["intensity_scale"] = scale
+    logger.info(
+        "training on %d groups (%d test) with the %s backend",
+        len(train),
+        len(test or []),
+        impl.name,
+    )
+    model = impl.build_model(config.model, train.probe, scale)
+    history = impl.train(model, train, test, config)
+    results: dict[str, Any] = {
+        "history": history,
+        "model": model,
+        "backend": impl,
+        "train_container": train,
+        "test_container": test,
+        "intensity_scale": scale,
+    }
+    if save:
+        results["archive"] = impl.save_archive(model, config.output_dir, config, history=history)
+        logger.info("model archive written to %s", results["archive"])
+    return results
+
+
+def predict_patches(
+    backend: Any,
+    model: Any,
+    container: PtychoDataContainer,
+    scale: float,
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Object patches ``(B, N, N, 1)`` complex64 for a container, with model input s * X."""
+    x_scaled = (container.X * np.float32(scale)).astype(np.float32, copy=False)
+    return backend.predict(model, x_scaled, container.local_offsets, batch_size=batch_size)
+
+
+def stitch_patches(
+    backend: Any,
+    patches: np.ndarray,
+    global_offsets: np.ndarray,
+    *,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int = 20,
+    coord_scale: float = 1.0,
+) -> np.ndarray:
+    """Stitch patches into the ``(S, S, 1)`` complex64 canvas with the options of B 9."""
+    if transpose:
+        patches = np.swapaxes(patches, 1, 2)
+    offsets = np.array(global_offsets, dtype=np.float64, copy=True)
+    if flip_x:
+        offsets[:, :, 0, :] *= -1.0
+    if flip_y:
+        offsets[:, :, 1, :] *= -1.0
+    offsets *= coord_scale
+    return backend.reassemble_position(patches, offsets, M)
+
+
+def reassemble_cdi_image(
+    test_data: DataLike,
+    config: TrainingConfig | InferenceConfig,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int = 20,
+    coord_scale: float = 1.0,
+    *,
+    model: Any,
+    backend: Any = None,
+    scale: float | None = None,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predict and stitch ``test_data``: -> (amplitude ``(S, S)``, phase ``(S, S)`` rad, patches).
+
+    ``scale`` defaults to ``params.cfg['intensity_scale']`` (set by training or archive load).
+    """
+    impl = _backend(backend, config)
+    update_legacy_dict(params.cfg, config)
+    if scale is None:
+        if "intensity_scale" not in params.cfg:
+            raise ConfigError(
+                "intensity_scale: expected params.cfg['intensity_scale'] (set by training or by "
+                "loading an archive); found none"
+            )
+        scale = float(params.cfg["intensity_scale"])
+    container = as_container(test_data, config)
+    patches = predict_patches(impl, model, container, scale, batch_size=batch_size)
+    canvas = stitch_patches(
+        impl,
+        patches,
+        container.global_offsets,
+        flip_x=flip_x,
+        flip_y=flip_y,
+        transpose=transpose,
+        M=M,
+        coord_scale=coord_scale,
+    )
+    image = np.squeeze(canvas, axis=-1)
+    return np.abs(image), np.angle(image), patches
+
+
+def run_cdi_example(
+    train_data: DataLike,
+    test_data: DataLike | None,
+    config: TrainingConfig,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int = 20,
+    do_stitching: bool = False,
+    *,
+    backend: Any = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """Train, save the archive and optionally stitch the test set: -> (amp, phase, results)."""
+    results = train_cdi_model(train_data, test_data, config, backend=backend)
+    amp = phase = None
+    if do_stitching and results["test_container"] is not None:
+        amp, phase, patches = reassemble_cdi_image(
+            results["test_container"],
+            config,
+            flip_x,
+            flip_y,
+            transpose,
+            M,
+            model=results["model"],
+            backend=results["backend"],
+            scale=results["intensity_scale"],
+        )
+        results["patches"] = patches
+    return amp, phase, results
+
+
+def load_inference_bundle(
+    model_dir: str | os.PathLike[str], *, backend: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """Load a model archive with the selected backend and restore ``params.cfg``: -> (model, params)."""
+    impl = _backend(backend, None)
+    model, restored = impl.load_archive(Path(model_dir))
+    return model, restored
