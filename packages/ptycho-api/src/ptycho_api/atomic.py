@@ -15,6 +15,14 @@ from pathlib import Path
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
+def _default_mode() -> int:
+    # mkstemp creates files readable by the owner only; outputs get the permissions a plain
+    # open() would give them (0666 minus the umask), or keep those of the file they replace.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -41,6 +49,11 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        try:
+            mode = target.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = _default_mode()
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
