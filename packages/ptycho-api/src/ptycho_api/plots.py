@@ -31,13 +31,24 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Pa
 
 
 def _panel(
-    fig: Figure, ax_index: tuple[int, int, int], image: np.ndarray, title: str, cmap: str
+    fig: Figure,
+    ax_index: tuple[int, int, int],
+    image: np.ndarray,
+    title: str,
+    cmap: str,
+    *,
+    symmetric: bool = False,
 ) -> None:
     ax = fig.add_subplot(*ax_index)
-    shown = ax.imshow(image, cmap=cmap)
+    limits = {}
+    if symmetric:
+        # Error maps: white means zero error, whatever the sign of the largest deviation.
+        bound = float(np.nanmax(np.abs(image))) or 1.0
+        limits = {"vmin": -bound, "vmax": bound}
+    shown = ax.imshow(image, cmap=cmap, **limits)
     ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
 
 
@@ -72,16 +83,30 @@ def plot_reconstruction(
             )
         rows = 3
     fig = Figure(figsize=(9, 4 * rows))
-    _panel(fig, (rows, 2, 1), amplitude, "amplitude", "gray")
+    _panel(fig, (rows, 2, 1), amplitude, "amplitude (a.u.)", "gray")
     _panel(fig, (rows, 2, 2), phase, "phase (rad)", "twilight")
     if ground_truth is not None:
         truth_amp = np.abs(ground_truth)
-        _panel(fig, (rows, 2, 3), truth_amp, "ground truth amplitude", "gray")
+        _panel(fig, (rows, 2, 3), truth_amp, "ground truth amplitude (a.u.)", "gray")
         _panel(fig, (rows, 2, 4), np.angle(ground_truth), "ground truth phase (rad)", "twilight")
         amp_error = match_amplitude(amplitude, truth_amp) - truth_amp
         phase_error = remove_phase_plane(phase) - remove_phase_plane(np.angle(ground_truth))
-        _panel(fig, (rows, 2, 5), amp_error, "amplitude error (mean-matched)", "RdBu_r")
-        _panel(fig, (rows, 2, 6), phase_error, "phase error (planes removed, rad)", "RdBu_r")
+        _panel(
+            fig,
+            (rows, 2, 5),
+            amp_error,
+            "amplitude error (mean-matched, a.u.)",
+            "RdBu_r",
+            symmetric=True,
+        )
+        _panel(
+            fig,
+            (rows, 2, 6),
+            phase_error,
+            "phase error (planes removed, rad)",
+            "RdBu_r",
+            symmetric=True,
+        )
     if title:
         fig.suptitle(title)
     fig.tight_layout()

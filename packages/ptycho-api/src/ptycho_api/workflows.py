@@ -100,7 +100,7 @@ def train_cdi_model(
     }
     if save:
         results["archive"] = impl.save_archive(model, config.output_dir, config, history=history)
-        logger.info("model archive written to %s", results["archive"])
+        logger.debug("model archive written to %s", results["archive"])
     return results
 
 

@@ -46,13 +46,13 @@ def configure_logging(verbosity: int) -> None:
             "%(levelname)s %(name)s: %(message)s" if verbosity >= 2 else "%(message)s"
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("ptycho_api").setLevel(level)
-    logging.getLogger("ptycho_bundle").setLevel(level)
-    logging.getLogger("ptycho_tf").setLevel(level)
-    logging.getLogger("ptycho_torch").setLevel(level)
+    # Handlers go on the project's loggers only: frameworks keep their own logging set-up, and
+    # nothing is printed twice through the root logger.
+    for name in ("ptycho_api", "ptycho_bundle", "ptycho_tf", "ptycho_torch"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level)
+        log.propagate = False
 
 
 def package_versions() -> dict[str, str]:
