@@ -47,6 +47,18 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_training(p)
+    p.add_argument(
+        "--n-images",
+        type=int,
+        default=DEMO_TRAIN_IMAGES,
+        help=f"training patterns to simulate (default {DEMO_TRAIN_IMAGES})",
+    )
+    p.add_argument(
+        "--n-test",
+        type=int,
+        default=DEMO_TEST_IMAGES,
+        help=f"test patterns to simulate (default {DEMO_TEST_IMAGES})",
+    )
     p.set_defaults(run=run)
 
 
@@ -60,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     )
     train_path, test_path = make_train_test_pair(
         out / "data",
-        n_train=DEMO_TRAIN_IMAGES,
-        n_test=DEMO_TEST_IMAGES,
+        n_train=args.n_images,
+        n_test=args.n_test,
         N=config.model.N,
         nphotons=config.nphotons,
         seed=config.seed if config.seed is not None else 7,
