@@ -1,0 +1,1 @@
+"""Seed-compatible workflow entry points of the TensorFlow backend (see ``components``)."""
