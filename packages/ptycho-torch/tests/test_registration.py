@@ -44,14 +44,29 @@ def test_backend_reports_framework_version_and_devices():
 
 
 def test_importing_ptycho_torch_loads_no_tensorflow():
-    code = "import json, sys, ptycho_torch.backend; print(json.dumps(sorted(sys.modules)))"
+    code = (
+        "import json, sys, ptycho_torch.backend, ptycho_torch.workflows.components, "
+        "ptycho_torch.model_manager; print(json.dumps(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout)
     assert not [m for m in loaded if m.split(".")[0] in ("tensorflow", "keras")]
-    assert "torch" in loaded
+    assert "torch" in loaded and "lightning" in loaded
 
 
-def test_unimplemented_operations_say_which_issue_brings_them():
+def test_backend_implements_every_protocol_operation():
+    import numpy as np
+
+    from ptycho_api.config import ModelConfig
+    from ptycho_api.probe import default_probe
+
     backend = select_backend("pytorch")
-    with pytest.raises(NotImplementedError, match="arrives with the PyTorch backend issue"):
-        backend.build_model(None, None, 1.0)
+    model = backend.build_model(ModelConfig(N=64, n_filters_scale=1), default_probe(64), 988.2)
+    weights = backend.export_weights(model)
+    backend.import_weights(model, weights)
+    patches = backend.predict(
+        model, np.ones((2, 64, 64, 1), np.float32), np.zeros((2, 1, 2, 1), np.float32)
+    )
+    assert patches.shape == (2, 64, 64, 1) and patches.dtype == np.complex64
+    image = backend.reassemble_position(patches, np.zeros((2, 1, 2, 1)), M=20)
+    assert image.shape == (20, 20, 1)

@@ -1,23 +1,43 @@
-"""The ``pytorch`` backend object registered under the ``ptycho.backends`` entry point."""
+"""The ``pytorch`` backend object registered under the ``ptycho.backends`` entry point.
+
+Implements every operation of ``ptycho_api.backend.Backend`` with numpy at the boundary; the
+model object it hands out is a ``ptycho_torch.model.PtychoPINN`` (the autoencoder).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import ptycho_torch
+from ptycho_api.backend import TrainingHistory
+from ptycho_api.config import ModelConfig, TrainingConfig
+from ptycho_api.container import PtychoDataContainer
+from ptycho_torch import inference, model_manager
+from ptycho_torch.config import TorchExecutionConfig
+from ptycho_torch.model import PtychoPINN, build_model, export_weights, import_weights
+from ptycho_torch.training import train_model
 
 __all__ = ["PyTorchBackend"]
 
-_PENDING = "arrives with the PyTorch backend issue"
-
 
 class PyTorchBackend:
-    """PyTorch + Lightning implementation of ``ptycho_api.backend.Backend``."""
+    """PyTorch + Lightning implementation of ``ptycho_api.backend.Backend``.
+
+    ``execution`` (a ``TorchExecutionConfig``) sets devices, strategy and numerics for training
+    and prediction; the default is safe on a CPU-only machine.
+    """
 
     name = "pytorch"
     package_version = ptycho_torch.__version__
+
+    def __init__(self, execution: TorchExecutionConfig | None = None) -> None:
+        self.execution = execution or TorchExecutionConfig()
 
     def framework_version(self) -> str:
         """PyTorch's version string."""
@@ -27,37 +47,100 @@ class PyTorchBackend:
         """Devices PyTorch can use: ``["cpu"]`` plus ``cuda:i`` for each visible GPU."""
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
-    def _pending(self, what: str) -> NotImplementedError:
-        return NotImplementedError(f"PyTorchBackend.{what} {_PENDING}")
+    def build_model(
+        self,
+        model_config: ModelConfig,
+        probe: np.ndarray,
+        intensity_scale: float,
+        *,
+        probe_trainable: bool = False,
+        intensity_scale_trainable: bool = True,
+        seed: int | None = None,
+    ) -> PtychoPINN:
+        """A fresh ``PtychoPINN`` from ``model_config``, a raw ``(N, N)`` probe and s (B 6.3, B 7)."""
+        return build_model(
+            model_config,
+            probe,
+            intensity_scale,
+            probe_trainable=probe_trainable,
+            intensity_scale_trainable=intensity_scale_trainable,
+            seed=seed,
+        )
 
-    def build_model(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("build_model")
+    def train(
+        self,
+        model: PtychoPINN,
+        train: PtychoDataContainer,
+        test: PtychoDataContainer | None,
+        config: TrainingConfig,
+        *,
+        progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        execution: TorchExecutionConfig | None = None,
+    ) -> TrainingHistory:
+        """Train on ``train`` (validation: its last 5 %); ``test`` is not used for training.
 
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("train")
+        The model's lambda and probe become trained or constant per ``config``'s flags (decision 4).
+        """
+        history, _ = train_model(
+            model,
+            train,
+            config,
+            execution=execution or self.execution,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        return history
 
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("predict")
+    def predict(
+        self,
+        model: PtychoPINN,
+        x_scaled: np.ndarray,
+        local_offsets: np.ndarray,
+        *,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """``(B, N, N, 1)`` complex64 object patches from s*X ``(B,N,N,C)`` and ``(B,1,2,C)`` offsets."""
+        return inference.predict_patches(
+            model, x_scaled, local_offsets, batch_size=batch_size, compiled=self.execution.compile
+        )
 
-    def reassemble_position(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("reassemble_position")
+    def reassemble_position(
+        self, patches: np.ndarray, global_offsets: np.ndarray, M: int = 20
+    ) -> np.ndarray:
+        """``(S, S, 1)`` complex64 stitched image (B 9), computed on the first accelerator if any."""
+        device = (
+            "cuda" if torch.cuda.is_available() and self.execution.accelerator != "cpu" else "cpu"
+        )
+        return inference.reassemble_position(patches, global_offsets, M, device=device)
 
-    def export_weights(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("export_weights")
+    def export_weights(self, model: PtychoPINN) -> dict[str, np.ndarray]:
+        """Canonical weights (parity.md 1)."""
+        return export_weights(model)
 
-    def import_weights(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("import_weights")
+    def import_weights(self, model: PtychoPINN, weights: Mapping[str, np.ndarray]) -> None:
+        """Load canonical weights strictly."""
+        import_weights(model, weights)
 
-    def save_archive(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("save_archive")
+    def save_archive(
+        self,
+        model: PtychoPINN,
+        target: str | os.PathLike[str],
+        config: TrainingConfig,
+        *,
+        history: TrainingHistory | None = None,
+        intensity_scale: float | None = None,
+    ) -> Path:
+        """Write ``wts.h5.zip`` through ``ptycho_bundle``; s defaults to ``exp(log_intensity_scale)``.
 
-    def load_archive(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet (see the PyTorch backend issue)."""
-        raise self._pending("load_archive")
+        Pass ``intensity_scale`` (the data scale s of the training container) when lambda was trained.
+        """
+        if intensity_scale is None:
+            intensity_scale = float(torch.exp(model.log_intensity_scale.detach()).cpu())
+        return model_manager.save_archive(
+            model, target, config, intensity_scale=intensity_scale, history=history
+        )
+
+    def load_archive(self, path: str | os.PathLike[str]) -> tuple[PtychoPINN, dict[str, Any]]:
+        """Load any format-2 archive (either backend's) and restore ``params.cfg`` (CONFIG-001)."""
+        return model_manager.load_archive(path)

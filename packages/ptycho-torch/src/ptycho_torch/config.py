@@ -1,0 +1,50 @@
+"""Runtime knobs of the PyTorch backend that are not part of the shared config (never bridged)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptycho_api.errors import ConfigError
+
+__all__ = ["TorchExecutionConfig"]
+
+_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
+
+
+@dataclass
+class TorchExecutionConfig:
+    """How Lightning runs: devices, parallelism, numerics. Defaults are safe on a CPU-only machine.
+
+    ``accelerator``/``devices``/``strategy``/``precision`` go to ``lightning.Trainer`` as is
+    (``strategy="ddp"`` with ``accelerator="cpu", devices=2`` uses gloo). ``num_workers`` is the
+    DataLoader worker count; ``deterministic`` makes Lightning select deterministic kernels;
+    ``compile`` wraps the network with ``torch.compile`` (training and prediction).
+    ``resume_from`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``.
+    """
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = 0
+    deterministic: bool = False
+    compile: bool = False
+    enable_progress_bar: bool = True
+    resume_from: str | Path | None = None
+
+    def validate(self) -> TorchExecutionConfig:
+        """Check the fields; raise ``ConfigError`` naming the first bad one. Returns ``self``."""
+        if str(self.precision) not in _PRECISIONS:
+            raise ConfigError(
+                f"execution.precision: expected one of {list(_PRECISIONS)}; found {self.precision!r}"
+            )
+        if (
+            isinstance(self.num_workers, bool)
+            or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            raise ConfigError(
+                f"execution.num_workers: expected an integer >= 0; found {self.num_workers!r}"
+            )
+        return self

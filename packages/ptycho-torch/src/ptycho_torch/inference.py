@@ -1,0 +1,175 @@
+"""Inference: batched object prediction, on-device stitching, and the Ptychodus-facing model wrapper.
+
+Numpy in and out at this boundary (physics.md B 9): patches ``(B, N, N, 1)`` complex64, global
+offsets ``(B, 1, 2, 1)`` float64 ``[x, y]`` pixels, stitched images ``(S, S, 1)`` complex64.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, stitch_geometry
+from ptycho_torch.model import DiffractionToObject, ObjectCrop, PtychoPINN
+
+__all__ = ["model_device", "predict_patches", "reassemble_position", "TorchModelWrapper"]
+
+logger = logging.getLogger(__name__)
+
+_compiled: weakref.WeakKeyDictionary[PtychoPINN, ObjectCrop] = weakref.WeakKeyDictionary()
+"""One compiled object network per model, so repeated predictions reuse the compilation."""
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device holding the model's parameters/buffers (CPU for an empty module)."""
+    for tensor in model.state_dict().values():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def predict_patches(
+    model: PtychoPINN,
+    x_scaled: np.ndarray,
+    local_offsets: np.ndarray,
+    *,
+    batch_size: int = 64,
+    compiled: bool = False,
+) -> np.ndarray:
+    """Object patches ``(B, N, N, 1)`` complex64 from s*X ``(B, N, N, C)`` and offsets ``(B, 1, 2, C)``.
+
+    Runs in ``torch.inference_mode`` on the model's device, ``batch_size`` groups at a time;
+    ``compiled`` wraps the ``diffraction_to_obj`` forward with ``torch.compile`` (once per model).
+    """
+    x_scaled = np.asarray(x_scaled, dtype=np.float32)
+    local_offsets = np.asarray(local_offsets, dtype=np.float32)
+    if x_scaled.ndim != 4 or local_offsets.shape != (len(x_scaled), 1, 2, x_scaled.shape[3]):
+        raise ValueError(
+            f"predict: expected x_scaled (B, N, N, C) and local_offsets (B, 1, 2, C); found "
+            f"{x_scaled.shape} and {local_offsets.shape}"
+        )
+    device = model_device(model)
+    net = _compiled.get(model) if compiled else ObjectCrop(model)
+    if net is None:
+        net = _compiled[model] = ObjectCrop(model)
+        net.compile()
+    was_training = model.training
+    model.eval()
+    out = np.empty((len(x_scaled), x_scaled.shape[1], x_scaled.shape[2], 1), dtype=np.complex64)
+    try:
+        with torch.inference_mode():
+            for lo in range(0, len(x_scaled), batch_size):
+                x = torch.from_numpy(x_scaled[lo : lo + batch_size]).to(device, non_blocking=True)
+                o = torch.from_numpy(local_offsets[lo : lo + batch_size]).to(
+                    device, non_blocking=True
+                )
+                re, im = net(x, o)
+                out[lo : lo + len(x), ..., 0] = torch.complex(re, im).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _shift_window(crops: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel shift of ``(b, K, M, M)`` crops by ``frac`` ``(b, 2)`` [x, y] in [0, 1) -> ``(b, K, M+1, M+1)``.
+
+    Output index j takes ``(1 - f) * crop[j] + f * crop[j - 1]`` per axis (missing neighbours are
+    zero): bilinear sampling at ``j - f`` with per-corner zero fill (B 1.1).
+    """
+    fx = frac[:, 0, None, None, None]
+    fy = frac[:, 1, None, None, None]
+    pad = torch.nn.functional.pad
+    rows = (1 - fy) * pad(crops, (0, 0, 0, 1)) + fy * pad(crops, (0, 0, 1, 0))
+    return (1 - fx) * pad(rows, (0, 1, 0, 0)) + fx * pad(rows, (1, 0, 0, 0))
+
+
+def reassemble_position(
+    patches: np.ndarray | torch.Tensor,
+    global_offsets: np.ndarray,
+    M: int = 20,
+    *,
+    device: torch.device | str | None = None,
+    chunk_size: int = 2048,
+) -> np.ndarray:
+    """Stitch ``(B, N, N, 1)`` complex patches at ``(B, 1, 2, 1)`` offsets -> ``(S, S, 1)`` complex64 (B 9).
+
+    Equal to ``ptycho_api.stitching.reassemble_position``: central M x M crops, offsets centred on
+    their mean, each crop translated (bilinear, per-corner zero fill) onto the canvas, divided by
+    the same sum of all-ones crops + 1e-9. On ``device`` (default: CPU, or the patches' device),
+    streamed ``chunk_size`` patches at a time: a translated crop is non-zero only on an
+    ``(M+1) x (M+1)`` window, which is scatter-added into a float64 canvas.
+    """
+    if isinstance(patches, torch.Tensor):
+        device = device or patches.device
+    device = torch.device(device or "cpu")
+    if patches.ndim == 4 and patches.shape[-1] == 1:
+        patches = patches[..., 0]
+    elif patches.ndim != 3:
+        raise ValueError(f"patches must be (B, N, N, 1) or (B, N, N); found {tuple(patches.shape)}")
+    n_patches, N = patches.shape[0], patches.shape[1]
+    if not 0 < M <= N:
+        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
+    geom = stitch_geometry(global_offsets, M)
+    if len(geom.offsets) != n_patches:
+        raise ValueError(f"{n_patches} patches but {len(geom.offsets)} global offsets")
+    # One spare row/column: a window can start at index S when d == +pad (its weight is 0 there).
+    side = geom.size + 1
+    canvas = torch.zeros(3, side * side, dtype=torch.float64, device=device)
+    offsets = torch.from_numpy(geom.offsets).to(device)
+    lo_px = N // 2 - M // 2
+    k = torch.arange(M + 1, device=device)
+    for start in range(0, n_patches, chunk_size):
+        chunk = patches[start : start + chunk_size, lo_px : lo_px + M, lo_px : lo_px + M]
+        crop = torch.as_tensor(chunk).to(device).to(torch.complex128)
+        d = offsets[start : start + chunk_size]
+        whole = torch.floor(d)
+        frac = d - whole
+        origin = whole.to(torch.int64) + geom.pad
+        stacked = torch.stack([crop.real, crop.imag, torch.ones_like(crop.real)], dim=1)
+        values = _shift_window(stacked, frac)
+        index = (origin[:, 1, None, None] + k[None, :, None]) * side + (
+            origin[:, 0, None, None] + k[None, None, :]
+        )
+        flat_index = index.reshape(-1)
+        for channel in range(3):
+            canvas[channel].index_add_(0, flat_index, values[:, channel].reshape(-1))
+    image = torch.complex(canvas[0], canvas[1]) / (canvas[2] + STITCH_DENOMINATOR_EPS)
+    image = image.reshape(side, side)[: geom.size, : geom.size]
+    logger.debug(
+        "stitched %d patches onto a %d x %d canvas on %s", n_patches, geom.size, geom.size, device
+    )
+    return image.to(torch.complex64).cpu().numpy()[..., None]
+
+
+class TorchModelWrapper:
+    """A loaded model with the Keras-style ``predict([X_scaled, local_offsets])`` Ptychodus calls.
+
+    ``autoencoder`` is the full ``PtychoPINN``; ``diffraction_to_obj`` shares its weights.
+    """
+
+    def __init__(self, autoencoder: PtychoPINN, batch_size: int = 64) -> None:
+        self.autoencoder = autoencoder
+        self.diffraction_to_obj = DiffractionToObject(autoencoder)
+        self.batch_size = batch_size
+
+    def predict(
+        self, inputs: Sequence[np.ndarray], batch_size: int | None = None, **_: object
+    ) -> np.ndarray:
+        """``[s*X (B,N,N,C) float32, local_offsets (B,1,2,C) float32]`` -> ``(B,N,N,1)`` complex64."""
+        if len(inputs) != 2:
+            raise ValueError(
+                f"predict expects [X_scaled, local_offsets]; found {len(inputs)} inputs"
+            )
+        return predict_patches(
+            self.autoencoder, inputs[0], inputs[1], batch_size=batch_size or self.batch_size
+        )
+
+    __call__ = predict
+
+    def to(self, device: torch.device | str) -> TorchModelWrapper:
+        """Move the model to ``device``; returns self."""
+        self.autoencoder.to(device)
+        return self

@@ -1,0 +1,393 @@
+"""The PtychoPINN network and forward model as ``nn.Module``s (physics.md B 7; decisions 1, 2, 4).
+
+Structure and canonical names come only from ``ptycho_api.architecture.network_layout``. Inside,
+tensors are channels-first; the public forwards take and return channels-last tensors (NHWC) so
+their shapes match B 7.1: ``autoencoder(x_scaled (B,N,N,C), offsets (B,1,2,C))`` ->
+``[trimmed_obj (B,N,N,1) complex64, pred_amp_scaled (B,N,N,C), pred_intensity (B,N,N,C)]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ptycho_api import params as legacy_params
+from ptycho_api.architecture import (
+    BORDER_CHANNELS,
+    Conv,
+    DecoderLayout,
+    check_canonical_weights,
+    network_layout,
+)
+from ptycho_api.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_api.errors import ConfigError
+from ptycho_api.normalization import intensity_scale as default_intensity_scale
+from ptycho_api.physics import padded_size
+from ptycho_api.probe import default_probe, normalize_probe
+from ptycho_torch import physics
+
+__all__ = [
+    "PtychoPINN",
+    "DiffractionToObject",
+    "ObjectCrop",
+    "create_torch_model_with_gridsize",
+    "build_model",
+    "export_weights",
+    "import_weights",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _conv(spec: Conv) -> nn.Conv2d:
+    """A 3x3 'same' convolution (padding 1) for one canonical conv."""
+    return nn.Conv2d(spec.in_channels, spec.out_channels, kernel_size=3, padding=1)
+
+
+class ConvBlock(nn.Module):
+    """ConvPool (``pool``) or ConvUp (``up``) of B 7.2: conv+ReLU, conv+ReLU, then 2x resampling."""
+
+    def __init__(self, pair: tuple[Conv, Conv], kind: str) -> None:
+        super().__init__()
+        self.conv0 = _conv(pair[0])
+        self.conv1 = _conv(pair[1])
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in, H, W)`` -> ``(B, out, H/2, W/2)`` (pool) or ``(B, out, 2H, 2W)`` (up)."""
+        x = F.relu(self.conv1(F.relu(self.conv0(x))))
+        if self.kind == "pool":
+            return F.max_pool2d(x, 2)
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def _activation(name: str) -> Any:
+    return {"sigmoid": torch.sigmoid, "swish": F.silu, "softplus": F.softplus, "relu": F.relu}[name]
+
+
+def _phase_activation(x: torch.Tensor) -> torch.Tensor:
+    return math.pi * torch.tanh(x)
+
+
+class Decoder(nn.Module):
+    """Amplitude or phase decoder (B 7.4): ConvUp trunk to N/2, then the head layout of decision 2."""
+
+    def __init__(self, layout: DecoderLayout, N: int, activation: Any, pad_object: bool) -> None:
+        super().__init__()
+        self.trunk = nn.ModuleList(ConvBlock(pair, "up") for pair in layout.trunk)
+        self.up = ConvBlock(layout.up, "up") if layout.up is not None else None
+        self.head = _conv(layout.head)
+        self.border = ConvBlock(layout.border, "up") if layout.border is not None else None
+        self.border_head = _conv(layout.border_head) if layout.border_head is not None else None
+        self.activation = activation
+        self.pad_object = pad_object
+        self.quarter = N // 4
+        self.register_buffer("border_mask", physics.border_mask(N), persistent=False)
+        self._names = [c.name for c in layout.convs()]
+
+    def convs(self) -> dict[str, nn.Conv2d]:
+        """Canonical conv name -> module, in the order of ``DecoderLayout.convs``."""
+        modules = [m for block in self.trunk for m in (block.conv0, block.conv1)]
+        if self.up is not None:
+            modules += [self.up.conv0, self.up.conv1]
+        modules.append(self.head)
+        if self.border is not None and self.border_head is not None:
+            modules += [self.border.conv0, self.border.conv1, self.border_head]
+        return dict(zip(self._names, modules, strict=True))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``(B, 128*nfs, 8, 8)`` -> head output ``(B, K, N, N)`` (activated)."""
+        for block in self.trunk:
+            z = block(z)
+        if not self.pad_object:
+            assert self.up is not None
+            return self.activation(self.head(self.up(z)))
+        q = self.quarter
+        out = F.pad(self.activation(self.head(z[:, :-BORDER_CHANNELS])), (q, q, q, q))
+        if self.border is not None and self.border_head is not None:
+            border = F.silu(self.border_head(self.border(z[:, -BORDER_CHANNELS:])))
+            out = out + border * self.border_mask
+        return out
+
+
+class PtychoPINN(nn.Module):
+    """The ``autoencoder`` of B 7.1: CNN -> object patches -> overlap canvas -> probe -> |FFT| -> scale.
+
+    ``log_intensity_scale`` (lambda = log s) is an ``nn.Parameter`` iff ``intensity_scale_trainable``
+    and the normalised probe's real and imaginary parts are parameters iff ``probe_trainable``
+    (decision 4); otherwise they are buffers (constant, still saved in the state_dict).
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        probe: np.ndarray,
+        intensity_scale: float,
+        *,
+        probe_trainable: bool = False,
+        intensity_scale_trainable: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.layout = network_layout(model_config)
+        self.model_config = model_config
+        N = model_config.N
+        self.N = N
+        self.channels = self.layout.channels
+        self.padded = padded_size(N, model_config.gridsize)
+        self.encoder = nn.ModuleList(ConvBlock(pair, "pool") for pair in self.layout.encoder)
+        amp_act = _activation(model_config.amp_activation)
+        self.decoder_amp = Decoder(self.layout.decoder_amp, N, amp_act, model_config.pad_object)
+        self.decoder_phase = Decoder(
+            self.layout.decoder_phase, N, _phase_activation, model_config.pad_object
+        )
+        model_probe = normalize_probe(np.asarray(probe), model_config.probe_scale)
+        lam = torch.tensor(math.log(intensity_scale), dtype=torch.float32)
+        re = torch.from_numpy(np.ascontiguousarray(model_probe.real, dtype=np.float32))
+        im = torch.from_numpy(np.ascontiguousarray(model_probe.imag, dtype=np.float32))
+        self.register_buffer("log_intensity_scale", lam)
+        self.register_buffer("probe_real", re)
+        self.register_buffer("probe_imag", im)
+        self.set_trainable(probe=probe_trainable, intensity_scale=intensity_scale_trainable)
+        self.register_buffer("center_mask", physics.center_mask_tensor(N), persistent=False)
+        self.register_buffer("support_mask", physics.support_mask_tensor(N), persistent=False)
+        self.reset_parameters(generator)
+
+    @property
+    def probe_trainable(self) -> bool:
+        """Whether the probe is a trained parameter (decision 4)."""
+        return isinstance(self.probe_real, nn.Parameter)
+
+    @property
+    def intensity_scale_trainable(self) -> bool:
+        """Whether lambda = log s is a trained parameter (decision 4)."""
+        return isinstance(self.log_intensity_scale, nn.Parameter)
+
+    def set_trainable(self, *, probe: bool, intensity_scale: bool) -> None:
+        """Make lambda and the probe parameters (trained) or buffers (constant), keeping their values."""
+        for names, trainable in (
+            (("log_intensity_scale",), intensity_scale),
+            (("probe_real", "probe_imag"), probe),
+        ):
+            for name in names:
+                value = getattr(self, name).detach().clone()
+                delattr(self, name)
+                if trainable:
+                    setattr(self, name, nn.Parameter(value))
+                else:
+                    self.register_buffer(name, value)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Glorot-uniform kernels and zero biases (B 7.2; PyTorch's own defaults differ)."""
+        for conv in self.convs().values():
+            nn.init.xavier_uniform_(conv.weight, generator=generator)
+            nn.init.zeros_(conv.bias)
+
+    def convs(self) -> dict[str, nn.Conv2d]:
+        """Every conv by canonical name, in canonical order (``NetworkLayout.convs``)."""
+        names = [c.name for pair in self.layout.encoder for c in pair]
+        modules = [m for block in self.encoder for m in (block.conv0, block.conv1)]
+        out = dict(zip(names, modules, strict=True))
+        out.update(self.decoder_amp.convs())
+        out.update(self.decoder_phase.convs())
+        return out
+
+    def object_patches(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, N, C)`` s*X (NHWC) -> real and imaginary object patches ``(B, K, N, N)`` each."""
+        z = x_scaled.permute(0, 3, 1, 2) / torch.exp(self.log_intensity_scale)
+        for block in self.encoder:
+            z = block(z)
+        amp = self.decoder_amp(z)
+        phase = self.decoder_phase(z)
+        if not self.model_config.probe_big:
+            # The reference forward model keeps only the centre box without probe_big
+            # (a no-op with pad_object, whose decoder is already zero outside it).
+            amp = amp * self.center_mask
+        return amp * torch.cos(phase), amp * torch.sin(phase)
+
+    def canvas(
+        self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-group overlap canvases ``(B, P, P)`` (real, imag) from NHWC inputs (B 7.6)."""
+        re, im = self.object_patches(x_scaled)
+        return physics.overlap_canvas(
+            re, im, local_offsets, self.padded, self.model_config.object_big
+        )
+
+    def forward(
+        self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B,N,N,C)`` s*X, ``(B,1,2,C)`` offsets -> trimmed_obj ``(B,N,N,1)`` complex64,
+        pred_amp_scaled and pred_intensity ``(B,N,N,C)`` float32 (B 7.1)."""
+        offsets = local_offsets
+        c_re, c_im = self.canvas(x_scaled, offsets)
+        trimmed = torch.complex(
+            physics.trim_canvas(c_re, self.N), physics.trim_canvas(c_im, self.N)
+        )
+        o_re, o_im = physics.extract_from_canvas(c_re, c_im, offsets, self.N)
+        p_re, p_im = self.probe_real, self.probe_imag
+        psi_re = p_re * o_re - p_im * o_im
+        psi_im = p_re * o_im + p_im * o_re
+        sigma = self.model_config.gaussian_smoothing_sigma
+        if sigma > 0:
+            psi_re = physics.smooth_field(psi_re, sigma)
+            psi_im = physics.smooth_field(psi_im, sigma)
+        if self.model_config.probe_mask:
+            psi_re = psi_re * self.support_mask
+            psi_im = psi_im * self.support_mask
+        amp = physics.far_field(psi_re, psi_im) * torch.exp(self.log_intensity_scale)
+        pred_amp_scaled = amp.permute(0, 2, 3, 1)
+        return trimmed[..., None], pred_amp_scaled, pred_amp_scaled * pred_amp_scaled
+
+    def object_canvas_crop(
+        self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts ``(B, N, N)`` of the trimmed object (real tensors only, so the
+        whole computation can be compiled; complex ops are outside ``torch.compile``'s codegen)."""
+        c_re, c_im = self.canvas(x_scaled, local_offsets)
+        return physics.trim_canvas(c_re, self.N), physics.trim_canvas(c_im, self.N)
+
+    def predict_object(self, x_scaled: torch.Tensor, local_offsets: torch.Tensor) -> torch.Tensor:
+        """The ``diffraction_to_obj`` output: ``(B, N, N, 1)`` complex64 trimmed object patches."""
+        return torch.complex(*self.object_canvas_crop(x_scaled, local_offsets))[..., None]
+
+
+class ObjectCrop(nn.Module):
+    """``object_canvas_crop`` of an autoencoder as a module (what ``compile=True`` compiles)."""
+
+    def __init__(self, autoencoder: PtychoPINN) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(
+        self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B,N,N,C)`` s*X, ``(B,1,2,C)`` offsets -> real, imag ``(B, N, N)`` float32."""
+        return self.autoencoder.object_canvas_crop(x_scaled, local_offsets)
+
+
+class DiffractionToObject(nn.Module):
+    """``diffraction_to_obj`` of B 7.1: the autoencoder's weights, object output only."""
+
+    def __init__(self, autoencoder: PtychoPINN) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x_scaled: torch.Tensor, local_offsets: torch.Tensor) -> torch.Tensor:
+        """``(B,N,N,C)`` s*X, ``(B,1,2,C)`` offsets -> ``(B,N,N,1)`` complex64 object patches."""
+        return self.autoencoder.predict_object(x_scaled, local_offsets)
+
+
+def build_model(
+    model_config: ModelConfig,
+    probe: np.ndarray,
+    intensity_scale: float,
+    *,
+    probe_trainable: bool = False,
+    intensity_scale_trainable: bool = True,
+    seed: int | None = None,
+) -> PtychoPINN:
+    """A fresh ``PtychoPINN`` from a raw ``(N, N)`` probe and scale s; ``seed`` fixes the initial weights."""
+    model_config.validate()
+    probe = np.asarray(probe)
+    if probe.shape != (model_config.N, model_config.N):
+        raise ConfigError(
+            f"probe: expected shape ({model_config.N}, {model_config.N}) for model.N; found {probe.shape}"
+        )
+    generator = None
+    if seed is not None:
+        generator = torch.Generator().manual_seed(int(seed))
+    return PtychoPINN(
+        model_config,
+        probe,
+        float(intensity_scale),
+        probe_trainable=probe_trainable,
+        intensity_scale_trainable=intensity_scale_trainable,
+        generator=generator,
+    )
+
+
+def create_torch_model_with_gridsize(
+    gridsize: int,
+    N: int,
+    config: ModelConfig | TrainingConfig | InferenceConfig | None = None,
+    *,
+    probe: np.ndarray | None = None,
+    intensity_scale: float | None = None,
+) -> tuple[PtychoPINN, DiffractionToObject]:
+    """``(autoencoder, diffraction_to_obj)`` for ``gridsize`` and ``N`` (B 7; the TF builder's twin).
+
+    ``config`` supplies the other model settings (a ``TrainingConfig`` also the trainable flags
+    and the seed). ``probe`` defaults to ``params.cfg['probe']`` when it has shape (N, N), else the
+    default probe; ``intensity_scale`` to ``params.cfg['intensity_scale']``, else s from nphotons.
+    """
+    if config is None:
+        config = ModelConfig()
+    model_config = config if isinstance(config, ModelConfig) else config.model
+    model_config = replace(model_config, gridsize=gridsize, N=N)
+    if probe is None:
+        stored = legacy_params.cfg.get("probe")
+        stored = None if stored is None else np.asarray(stored)
+        if stored is not None and stored.reshape(-1).size == N * N:
+            probe = stored.reshape(N, N)
+        else:
+            probe = default_probe(N)
+    if intensity_scale is None:
+        intensity_scale = legacy_params.cfg.get("intensity_scale") or default_intensity_scale(
+            float(getattr(config, "nphotons", None) or legacy_params.cfg.get("nphotons", 1e9)), N
+        )
+    training = config if isinstance(config, TrainingConfig) else None
+    autoencoder = build_model(
+        model_config,
+        probe,
+        float(intensity_scale),
+        probe_trainable=training.probe_trainable if training else False,
+        intensity_scale_trainable=training.intensity_scale_trainable if training else True,
+        seed=getattr(config, "seed", None),
+    )
+    return autoencoder, DiffractionToObject(autoencoder)
+
+
+def export_weights(model: PtychoPINN) -> dict[str, np.ndarray]:
+    """Canonical weights (parity.md 1): HWIO float32 kernels, ``(out,)`` biases, lambda, probe."""
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for name, conv in model.convs().items():
+            out[f"{name}/kernel"] = np.ascontiguousarray(
+                conv.weight.detach().permute(2, 3, 1, 0).cpu().numpy(), dtype=np.float32
+            )
+            out[f"{name}/bias"] = conv.bias.detach().cpu().numpy().astype(np.float32)
+        out["physics/log_intensity_scale"] = np.asarray(
+            model.log_intensity_scale.detach().cpu().numpy(), dtype=np.float32
+        ).reshape(())
+        probe = (
+            model.probe_real.detach().cpu().numpy() + 1j * model.probe_imag.detach().cpu().numpy()
+        )
+        out["physics/probe"] = probe.astype(np.complex64)
+    return out
+
+
+def import_weights(model: PtychoPINN, weights: Mapping[str, np.ndarray]) -> None:
+    """Load canonical weights (strict: ``check_canonical_weights`` first) into ``model`` in place."""
+    check_canonical_weights(weights, model.model_config)
+    with torch.no_grad():
+        for name, conv in model.convs().items():
+            kernel = torch.from_numpy(
+                np.asarray(weights[f"{name}/kernel"]).transpose(3, 2, 0, 1).copy()
+            )
+            conv.weight.copy_(kernel)
+            conv.bias.copy_(torch.from_numpy(np.asarray(weights[f"{name}/bias"])))
+        model.log_intensity_scale.copy_(
+            torch.from_numpy(np.asarray(weights["physics/log_intensity_scale"]))
+        )
+        probe = np.asarray(weights["physics/probe"])
+        model.probe_real.copy_(torch.from_numpy(np.ascontiguousarray(probe.real)))
+        model.probe_imag.copy_(torch.from_numpy(np.ascontiguousarray(probe.imag)))

@@ -1,0 +1,1 @@
+"""Seed-compatible PyTorch workflow entry points (``ptycho_torch.workflows.components``)."""
