@@ -48,7 +48,7 @@ def example(tmp_path_factory):
         seed=5,
         output_dir=tmp_path_factory.mktemp("run"),
     )
-    amp, phase, results = run_cdi_example(train, test, config, do_stitching=True)
+    amp, phase, results = run_cdi_example(train, test, config)
     # CONFIG-001 state right after the run (the autouse fixture resets it before each test).
     results["cfg_intensity_scale"] = params.cfg["intensity_scale"]
     return train, test, config, amp, phase, results

@@ -195,12 +195,19 @@ def run_cdi_example(
     *,
     backend: Any = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-    """Train, save the archive and optionally stitch the test set: -> (amp, phase, results)."""
+    """Train, save the archive and reconstruct: -> (amp, phase, results).
+
+    The test scan is stitched when given; ``do_stitching=True`` without test data stitches the
+    training scan; otherwise the images are None (the rule both backends' components follow).
+    """
     results = train_cdi_model(train_data, test_data, config, backend=backend)
     amp = phase = None
-    if do_stitching and results["test_container"] is not None:
+    scan = results["test_container"]
+    if scan is None and do_stitching:
+        scan = results["train_container"]
+    if scan is not None:
         amp, phase, patches = reassemble_cdi_image(
-            results["test_container"],
+            scan,
             config,
             flip_x,
             flip_y,

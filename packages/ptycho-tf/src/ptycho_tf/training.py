@@ -32,6 +32,8 @@ __all__ = [
     "check_loss_weights",
     "split_train_validation",
     "train_model",
+    "make_optimizer",
+    "make_trainer",
     "StopWhen",
     "seed_everything",
     "schedule_callbacks",
@@ -110,6 +112,28 @@ class _Trainer(keras.Model):
     ) -> tf.Tensor:
         _, pred_amp_scaled, pred_intensity = y_pred
         return total_loss(pred_amp_scaled, pred_intensity, y, self.nll_weight, self.mae_weight)
+
+
+def make_optimizer() -> keras.optimizers.Adam:
+    """Adam as decision 10 configures it: lr 1e-3, beta 0.9/0.999, eps 1e-7 (Keras' eps-hat)."""
+    return keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+
+
+def make_trainer(
+    models: PtychoModels,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+    *,
+    jit_compile: bool = False,
+) -> keras.Model:
+    """The compiled Keras model that ``train_model`` fits: ``autoencoder`` + decision 9 loss + Adam.
+
+    Its ``train_on_batch([s*X, offsets], s*X)`` runs exactly the optimiser step of ``fit`` on one
+    batch and returns the loss, so callers (the parity tests) can drive training batch by batch.
+    """
+    trainer = _Trainer(models.autoencoder, nll_weight, mae_weight)
+    trainer.compile(optimizer=make_optimizer(), jit_compile=jit_compile)
+    return trainer
 
 
 class StopWhen(keras.callbacks.Callback):
@@ -299,11 +323,7 @@ def train_model(
             shuffle=False,
         )
 
-    trainer = _Trainer(models.autoencoder, config.nll_weight, config.mae_weight)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-        jit_compile=jit_compile,
-    )
+    trainer = make_trainer(models, config.nll_weight, config.mae_weight, jit_compile=jit_compile)
     history = _History(config.nepochs, progress)
     callbacks: list[keras.callbacks.Callback] = [
         history,

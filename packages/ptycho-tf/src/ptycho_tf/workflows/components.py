@@ -149,18 +149,23 @@ def run_cdi_example(
     M: int = 20,
     do_stitching: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-    """Train, optionally stitch the test scan, and write ``<output_dir>/wts.h5.zip``.
+    """Train, reconstruct, and write ``<output_dir>/wts.h5.zip``.
 
     Returns ``(recon_amp, recon_phase, results)``: the stitched amplitude and phase ``(S, S)``
-    when ``do_stitching`` and ``test_data`` is given (else None, as in the original); ``results``
-    is ``train_cdi_model``'s plus ``archive_path`` and, when stitched, ``obj_patches``.
+    of the test scan when it is given; ``do_stitching=True`` without test data stitches the
+    training scan instead; otherwise the images are None (same rule as the PyTorch backend).
+    ``results`` is ``train_cdi_model``'s plus ``archive_path`` and, when stitched,
+    ``obj_patches``.
     """
     update_legacy_dict(params.cfg, config)
     results = train_cdi_model(train_data, test_data, config)
     recon_amp = recon_phase = None
-    if do_stitching and results["test_container"] is not None:
+    scan = results["test_container"]
+    if scan is None and do_stitching:
+        scan = results["train_container"]
+    if scan is not None:
         recon_amp, recon_phase, patches = reassemble_cdi_image(
-            results["test_container"], config, flip_x, flip_y, transpose, M, model=results["models"]
+            scan, config, flip_x, flip_y, transpose, M, model=results["models"]
         )
         results["obj_patches"] = patches
     results["archive_path"] = TensorFlowBackend().save_archive(
