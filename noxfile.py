@@ -95,3 +95,15 @@ def parity(session: nox.Session) -> None:
     """Cross-backend parity tests with both backends installed in one environment."""
     _install(session, f"{API}[test]", BUNDLE, TF, TORCH)
     _pytest(session, "tests-parity")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks of every backend (not in the default set): JSON + Markdown in bench-results/."""
+    _install(session, API, BUNDLE, TF, TORCH)
+    session.run(
+        "python",
+        "benchmarks/bench.py",
+        *session.posargs,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
+    )
