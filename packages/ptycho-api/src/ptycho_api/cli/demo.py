@@ -26,7 +26,7 @@ def demo_config() -> TrainingConfig:
     """The demo's schedule: small network, enough epochs to see the object emerge on a CPU."""
     return TrainingConfig(
         model=ModelConfig(N=64, gridsize=1, n_filters_scale=1),
-        nepochs=12,
+        nepochs=10,
         batch_size=16,
         n_groups=DEMO_TRAIN_IMAGES,
         nphotons=DEMO_NPHOTONS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -54,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbosity = -1 if args.quiet else args.verbose
     configure_logging(verbosity)
+    if verbosity < 1:
+        # TensorFlow's C++ start-up chatter (oneDNN notes, "no CUDA driver") drowns the output of
+        # a CPU run; it must be set before a backend imports TensorFlow. -v keeps it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return int(args.run(args) or EXIT_OK)
     except PtychoError as exc:
