@@ -17,6 +17,7 @@ from ptycho_torch.config import TorchExecutionConfig
 from ptycho_torch.model import build_model, export_weights
 from ptycho_torch.training import (
     ADAM_EPS,
+    KerasAdam,
     PtychoLightningModule,
     keras_plateau_scheduler,
     split_train_validation,
@@ -184,6 +185,25 @@ def test_adam_uses_keras_epsilon():
     optimizer = PtychoLightningModule(model).configure_optimizers()
     group = optimizer.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"]) == (1e-3, (0.9, 0.999), 1e-7)
+    assert isinstance(optimizer, KerasAdam)
+
+
+def test_keras_adam_follows_the_keras_update_rule():
+    """Keras: w -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps); tiny gradients expose the eps."""
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=50)
+    param = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
+    optimizer = KerasAdam([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    w, m, v = w0.copy(), np.zeros(50), np.zeros(50)
+    for t in range(1, 4):
+        g = rng.choice([-1.0, 1.0], 50) * 10.0 ** rng.uniform(-9, 2, 50)
+        param.grad = torch.tensor(g)
+        optimizer.step()
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
+        np.testing.assert_allclose(param.detach().numpy(), w, rtol=0, atol=1e-12)
+    assert optimizer.param_groups[0]["eps"] == 1e-7
 
 
 @pytest.mark.parametrize(

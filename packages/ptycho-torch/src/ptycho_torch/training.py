@@ -36,6 +36,7 @@ __all__ = [
     "LEARNING_RATE",
     "ADAM_EPS",
     "VALIDATION_FRACTION",
+    "KerasAdam",
     "PtychoLightningModule",
     "KerasReduceLROnPlateau",
     "keras_plateau_scheduler",
@@ -61,6 +62,39 @@ PLATEAU_MIN_DELTA = 1e-4
 EARLY_STOPPING_PATIENCE = 3
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.json"
+
+
+class KerasAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` with Keras' epsilon convention (decision 10, parity.md section 3).
+
+    Keras adds ``eps`` to ``sqrt(v)`` before bias correction ("epsilon hat" of Kingma and Ba):
+    ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``; torch adds it after:
+    ``w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. The two agree when torch's
+    eps is ``eps / sqrt(1 - b2^t)`` (31.6x larger at step 1), which ``step`` uses; ``eps`` in the
+    param groups stays the Keras value (1e-7). Without this, elements with gradients below
+    ~1e-5 (e.g. the phase decoder's probe_big border branch) moved up to 25x further than in
+    Keras on the first step. All parameters of a group share one step count, as in Keras.
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One Adam step with the per-step torch epsilon matching Keras' epsilon hat."""
+        keras_eps = []
+        for group in self.param_groups:
+            keras_eps.append(group["eps"])
+            t = 1
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state.get(p)
+                    if state and "step" in state:
+                        t = int(state["step"]) + 1
+                    break
+            group["eps"] = group["eps"] / math.sqrt(1.0 - group["betas"][1] ** t)
+        try:
+            return super().step(closure)
+        finally:
+            for group, eps in zip(self.param_groups, keras_eps, strict=True):
+                group["eps"] = eps
 
 
 def check_supported_losses(config: TrainingConfig) -> None:
@@ -139,7 +173,7 @@ class PtychoLightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam as Keras configures it (decision 10); the plateau schedule is a callback."""
-        return torch.optim.Adam(self.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS, eps=ADAM_EPS)
+        return KerasAdam(self.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS, eps=ADAM_EPS)
 
 
 def keras_plateau_scheduler(

@@ -1,0 +1,336 @@
+"""Shared helpers of the parity suite (spec/parity.md): data, paired models, metrics, bookkeeping.
+
+Both backends are built from one ``ModelConfig``; the PyTorch model then receives the TensorFlow
+model's canonical weights, so the two start from identical numbers. Every comparison uses
+``rel(a, b) = max|a - b| / max|b|`` (parity.md section 2) and is recorded with ``check`` so the
+session prints the worst value per row of the tolerance table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import torch
+
+from ptycho_api.config import ModelConfig, TrainingConfig
+from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
+from ptycho_api.probe import default_probe
+from ptycho_api.simulation import simulate_dataset
+from ptycho_tf import training as tf_training
+from ptycho_tf.backend import TensorFlowBackend
+from ptycho_tf.model import PtychoModels, conv_layers
+from ptycho_torch import training as torch_training
+from ptycho_torch.backend import PyTorchBackend
+from ptycho_torch.config import TorchExecutionConfig
+from ptycho_torch.model import PtychoPINN
+
+TF = TensorFlowBackend(jit_compile=False, verbose=0)
+TORCH = PyTorchBackend(
+    TorchExecutionConfig(accelerator="cpu", deterministic=True, enable_progress_bar=False)
+)
+
+# Tolerances of parity.md section 2 (float32 on CPU).
+TOL_OP = 1e-5
+TOL_FORWARD = 1e-4
+TOL_LOSS = 1e-5
+TOL_GRAD = 1e-3
+TOL_STEP = 1e-4
+TOL_CURVE = 1e-2
+TOL_ARCHIVE = 1e-4
+TOL_SSIM = 0.03
+
+RESULTS: dict[str, dict[str, float]] = {}
+"""Row of the tolerance table -> worst measured value and its tolerance (printed at the end)."""
+
+
+def rel(a: Any, b: Any) -> float:
+    """``max|a - b| / max|b|`` (parity.md section 2); complex arrays use the complex modulus."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    wide = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
+    diff = float(np.max(np.abs(a.astype(wide) - b.astype(wide))))
+    scale = float(np.max(np.abs(b.astype(wide))))
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / scale
+
+
+def check(row: str, value: float, tolerance: float, what: str = "") -> None:
+    """Record ``value`` for table row ``row`` and assert ``value <= tolerance``."""
+    entry = RESULTS.setdefault(row, {"worst": 0.0, "tolerance": tolerance})
+    entry["worst"] = max(entry["worst"], float(value))
+    assert value <= tolerance, f"{row}{' / ' + what if what else ''}: {value:.3g} > {tolerance:g}"
+
+
+def check_rel(row: str, a: Any, b: Any, tolerance: float, what: str = "") -> float:
+    """``check(row, rel(a, b), tolerance)``; returns the measured rel."""
+    value = rel(a, b)
+    check(row, value, tolerance, what)
+    return value
+
+
+# ---------------------------------------------------------------- data
+
+
+def complex_probe(N: int, seed: int = 3) -> np.ndarray:
+    """The default disk probe with a smooth random phase (a real probe would hide sign errors)."""
+    rng = np.random.default_rng(seed)
+    idx = (np.arange(N) - N / 2) / N
+    yy, xx = np.meshgrid(idx, idx, indexing="ij")
+    a, b, c = rng.uniform(-3.0, 3.0, size=3)
+    phase = a * xx + b * yy + c * (xx**2 + yy**2) * 8
+    return (default_probe(N) * np.exp(1j * phase)).astype(np.complex64)
+
+
+def model_config(
+    gridsize: int = 1,
+    *,
+    N: int = 64,
+    n_filters_scale: int = 1,
+    object_big: bool = True,
+    probe_big: bool = True,
+    **extra: Any,
+) -> ModelConfig:
+    """A validated ``ModelConfig`` (small by default: N 64, n_filters_scale 1)."""
+    return ModelConfig(
+        N=N,
+        gridsize=gridsize,
+        n_filters_scale=n_filters_scale,
+        object_big=object_big,
+        probe_big=probe_big,
+        **extra,
+    ).validate()
+
+
+def simulated_container(
+    cfg: ModelConfig,
+    *,
+    n_images: int = 48,
+    n_groups: int | None = None,
+    seed: int = 11,
+    probe: np.ndarray | None = None,
+) -> PtychoDataContainer:
+    """A seeded simulated scan (``lines`` object, Poisson noise) grouped for ``cfg``."""
+    raw = simulate_dataset(n_images=n_images, N=cfg.N, seed=seed, probe=probe)
+    config = TrainingConfig(model=cfg, n_groups=n_groups or n_images, seed=seed)
+    return create_ptycho_data_container(raw, config)
+
+
+def scaled_batch(
+    container: PtychoDataContainer, start: int = 0, size: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(s*X, local_offsets)`` float32 of groups ``start : start + size``."""
+    sl = slice(start, start + size)
+    xs = (container.X[sl] * np.float32(container.intensity_scale)).astype(np.float32)
+    return xs, np.ascontiguousarray(container.local_offsets[sl], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- models
+
+
+@dataclass
+class Pair:
+    """One model per backend with identical canonical weights."""
+
+    tf: PtychoModels
+    torch: PtychoPINN
+    config: ModelConfig
+
+
+def paired_models(
+    cfg: ModelConfig,
+    *,
+    probe: np.ndarray | None = None,
+    intensity_scale: float = 988.2118,
+    probe_trainable: bool = False,
+    intensity_scale_trainable: bool = True,
+    seed: int = 0,
+) -> Pair:
+    """Build both models from ``cfg``; copy the TF model's canonical weights into the torch one."""
+    probe = complex_probe(cfg.N) if probe is None else probe
+    flags = {
+        "probe_trainable": probe_trainable,
+        "intensity_scale_trainable": intensity_scale_trainable,
+    }
+    tf_models = TF.build_model(cfg, probe, intensity_scale, seed=seed, **flags)
+    torch_model = TORCH.build_model(cfg, probe, intensity_scale, seed=seed + 1, **flags)
+    TORCH.import_weights(torch_model, TF.export_weights(tf_models))
+    return Pair(tf_models, torch_model, cfg)
+
+
+def tf_forward(models: PtychoModels, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """The autoencoder's three outputs as numpy (trimmed_obj, pred_amp_scaled, pred_intensity)."""
+    outputs = models.autoencoder([tf.constant(xs), tf.constant(offsets)], training=False)
+    return [np.asarray(o) for o in outputs]
+
+
+def torch_forward(model: PtychoPINN, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """The torch autoencoder's three outputs as numpy."""
+    with torch.no_grad():
+        outputs = model(torch.from_numpy(xs), torch.from_numpy(offsets))
+    return [o.detach().cpu().numpy() for o in outputs]
+
+
+def tf_object_patches(models: PtychoModels, xs: np.ndarray) -> np.ndarray:
+    """The decoders' combined object patches ``(B, N, N, K)`` complex64 (before the canvas)."""
+    import keras
+
+    layer = models.autoencoder.get_layer("object_patches")
+    sub = keras.Model(models.autoencoder.inputs[0], layer.output)
+    return np.asarray(sub(tf.constant(xs)))
+
+
+def torch_object_patches(model: PtychoPINN, xs: np.ndarray) -> np.ndarray:
+    """The torch object patches as ``(B, N, N, K)`` complex64 (channels-last like TF)."""
+    with torch.no_grad():
+        re, im = model.object_patches(torch.from_numpy(xs))
+    patches = torch.complex(re, im).permute(0, 2, 3, 1)
+    return patches.cpu().numpy()
+
+
+def tf_trainable(models: PtychoModels) -> dict[str, tf.Variable]:
+    """Canonical name -> trainable TF variable (the probe as ``physics/probe_real``/``_imag``)."""
+    out: dict[str, tf.Variable] = {}
+    for conv, layer in conv_layers(models.autoencoder, models.model_config):
+        out[f"{conv.name}/kernel"] = layer.kernel
+        out[f"{conv.name}/bias"] = layer.bias
+    out["physics/log_intensity_scale"] = models.scaler.log_scale
+    out["physics/probe_real"] = models.probe_layer.probe_real
+    out["physics/probe_imag"] = models.probe_layer.probe_imag
+    trainable = {id(v) for v in models.autoencoder.trainable_variables}
+    return {k: v for k, v in out.items() if id(v) in trainable}
+
+
+def torch_trainable(model: PtychoPINN) -> dict[str, torch.nn.Parameter]:
+    """Canonical name -> torch parameter (kernels still OIHW)."""
+    out: dict[str, Any] = {}
+    for name, conv in model.convs().items():
+        out[f"{name}/kernel"] = conv.weight
+        out[f"{name}/bias"] = conv.bias
+    out["physics/log_intensity_scale"] = model.log_intensity_scale
+    out["physics/probe_real"] = model.probe_real
+    out["physics/probe_imag"] = model.probe_imag
+    params = {id(p) for p in model.parameters() if p.requires_grad}
+    return {k: v for k, v in out.items() if id(v) in params}
+
+
+def tf_loss_and_gradients(
+    models: PtychoModels,
+    xs: np.ndarray,
+    offsets: np.ndarray,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """TF loss (``ptycho_tf.training.total_loss``) and its gradient per canonical name (HWIO)."""
+    variables = tf_trainable(models)
+    with tf.GradientTape() as tape:
+        _, amp, intensity = models.autoencoder(
+            [tf.constant(xs), tf.constant(offsets)], training=True
+        )
+        loss = tf_training.total_loss(amp, intensity, tf.constant(xs), nll_weight, mae_weight)
+    grads = tape.gradient(loss, list(variables.values()))
+    return float(loss), {k: np.asarray(g) for k, g in zip(variables, grads, strict=True)}
+
+
+def torch_loss_and_gradients(
+    model: PtychoPINN,
+    xs: np.ndarray,
+    offsets: np.ndarray,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Torch loss (``ptycho_torch.training.loss_terms``) and gradients, kernels converted to HWIO."""
+    params = torch_trainable(model)
+    dtype = model.log_intensity_scale.dtype
+    model.zero_grad(set_to_none=True)
+    x_t = torch.from_numpy(xs).to(dtype)
+    _, amp, _ = model(x_t, torch.from_numpy(offsets).to(dtype))
+    nll, mae = torch_training.loss_terms(amp, x_t)
+    loss = nll_weight * nll + mae_weight * mae
+    loss.backward()
+    out = {}
+    for name, p in params.items():
+        g = p.grad.detach().cpu().numpy()
+        out[name] = g.transpose(2, 3, 1, 0) if name.endswith("/kernel") else g
+    model.zero_grad(set_to_none=True)
+    return float(loss.detach()), out
+
+
+def bias_term_scale(
+    model: PtychoPINN,
+    conv_name: str,
+    xs: np.ndarray,
+    offsets: np.ndarray,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+) -> np.ndarray:
+    """``sum |dL/dz|`` per output channel of conv ``conv_name``, evaluated in float64.
+
+    A bias gradient is the sum of ``dL/dz`` over every output pixel of its conv; this is the
+    natural scale of that sum's float32 rounding error (the README's analysis).
+    """
+    import copy
+
+    model64 = copy.deepcopy(model).double()
+    store: list[torch.Tensor] = []
+    conv = model64.convs()[conv_name]
+
+    def keep_output_grad(module: Any, inputs: Any, output: torch.Tensor) -> None:
+        output.register_hook(store.append)
+
+    handle = conv.register_forward_hook(keep_output_grad)
+    try:
+        torch_loss_and_gradients(model64, xs, offsets, nll_weight, mae_weight)
+    finally:
+        handle.remove()
+    return store[0].abs().sum(dim=(0, 2, 3)).cpu().numpy()
+
+
+class TorchStepper:
+    """Drives the torch backend's own optimisation step: the Lightning module's ``training_step``
+    and ``configure_optimizers`` (what Lightning's automatic optimisation runs per batch)."""
+
+    def __init__(self, model: PtychoPINN, nll_weight: float = 1.0, mae_weight: float = 0.0):
+        import warnings
+
+        self.module = torch_training.PtychoLightningModule(model, nll_weight, mae_weight)
+        self.optimizer = self.module.configure_optimizers()
+        self._warnings = warnings
+
+    def step(self, xs: np.ndarray, offsets: np.ndarray) -> float:
+        """One Adam step on the batch; returns the loss before the step."""
+        self.module.train()
+        self.optimizer.zero_grad()
+        with self._warnings.catch_warnings():
+            # training_step logs through self.log, which only warns outside a Trainer.
+            self._warnings.simplefilter("ignore")
+            loss = self.module.training_step((torch.from_numpy(xs), torch.from_numpy(offsets)), 0)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+class TFStepper:
+    """Drives the TF backend's own optimisation step: ``make_trainer(...).train_on_batch``."""
+
+    def __init__(self, models: PtychoModels, nll_weight: float = 1.0, mae_weight: float = 0.0):
+        self.trainer = tf_training.make_trainer(models, nll_weight, mae_weight, jit_compile=False)
+
+    def step(self, xs: np.ndarray, offsets: np.ndarray) -> float:
+        """One Adam step on the batch; returns the loss before the step."""
+        loss = self.trainer.train_on_batch([xs, offsets], xs, return_dict=False)
+        return float(np.ravel(loss)[0])
+
+
+def weights_rel(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]
+) -> Iterator[tuple[str, float]]:
+    """``(name, rel)`` for every canonical weight of two exports."""
+    assert set(a) == set(b)
+    for key in a:
+        yield key, rel(a[key], b[key])
