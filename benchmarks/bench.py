@@ -220,6 +220,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "quick": q,
+        "sizes": sizes,
         "shared": {
             "group_gridsize2": _measure("group", n=sizes["group"]),
             "stitch_reference": _measure("stitch", backend="reference", n=sizes["stitch"]),
@@ -281,6 +282,16 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [_fmt(report["backends"][n].get(section, {}), key) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     shared = report["shared"]
+    if "sizes" in report:
+        z = report["sizes"]
+        n_train, n_test, epochs = z["quality"]
+        lines += [
+            "",
+            f"Sizes: predict {z['predict']:,} groups per case (n_filters_scale 2, batch 64); "
+            f"train epoch {z['train']:,} patterns (N=64, gridsize 1, n_filters_scale 2, batch 16); "
+            f"stitch {z['stitch']:,} patches (N=64, M=20); quality {n_train:,} train / "
+            f"{n_test:,} test patterns, {epochs} epochs (the demo's model: n_filters_scale 1).",
+        ]
     lines += [
         "",
         f"Shared (numpy): grouping {shared['group_gridsize2'].get('positions', '?')} positions at "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,10 @@ def test_demo_runs_end_to_end(workdir, backend):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[3/3] done." in res.stdout and "ssim" in res.stdout
+    assert "simulating 64 + 32 patterns" in res.stdout and "training for 1 epoch ..." in res.stdout
+    # Native framework start-up notes are held back without -v (ptycho_api.cli.console).
+    assert "absl::InitializeLog" not in res.stderr
+    assert not re.search(r"^[IW]\d{4} \d\d:\d\d:", res.stderr, re.MULTILINE), res.stderr
     assert (workdir / f"demo-{backend}" / "reconstruction.png").is_file()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,33 @@ def test_reconstruction_figure_with_ground_truth_is_taller(tmp_path: Path) -> No
     pixels = _assert_png(full)
     # Three rows of panels (reconstruction, ground truth, errors) instead of one.
     assert pixels.shape[0] > 2 * plain.shape[0]
+
+
+def test_uncovered_canvas_pixels_are_left_blank(tmp_path: Path) -> None:
+    # A stitched canvas is exactly 0 where no patch lands; a tiny positive value is a real
+    # (dark) pixel. Only the latter may be drawn black by the gray colour map.
+    z = _image()
+    uncovered, dark = z.copy(), z.copy()
+    uncovered[:, :20] = 0
+    dark[:, :20] = 1e-12
+    figures = {}
+    for name, image in (("uncovered", uncovered), ("dark", dark)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no all-NaN or invalid-value warnings either
+            path = plot_reconstruction(
+                tmp_path / name / "r.png", np.abs(image), np.angle(image), ground_truth=z
+            )
+        figures[name] = imread(path)[..., :3]
+    black = {k: int((v < 0.05).all(axis=-1).sum()) for k, v in figures.items()}
+    # The 20 x 40 dark block fills thousands of figure pixels; text and axes are common to both.
+    assert black["uncovered"] + 2000 < black["dark"], black
+
+
+def test_all_zero_reconstruction_still_plots(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plot_reconstruction(tmp_path / "zero.png", np.zeros((8, 8)), np.zeros((8, 8)))
+    _assert_png(path)
 
 
 def test_reconstruction_figure_rejects_mismatched_shapes(tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ def plot_reconstruction(
 
     With ``ground_truth`` (complex ``(H, W)``, same grid, e.g. from ``align_for_evaluation``) a
     second row shows its amplitude and phase and a third the error maps, computed with the
-    metric conventions (amplitude mean-matched, phase planes removed). Returns the path.
+    metric conventions (amplitude mean-matched, phase planes removed). Pixels no patch covers
+    (amplitude exactly 0 on a stitched canvas) are left blank in the reconstruction and error
+    panels, so the colour scales describe the scanned region. Returns the path.
     """
     amplitude = np.squeeze(np.asarray(amplitude, dtype=np.float64))
     phase = np.squeeze(np.asarray(phase, dtype=np.float64))
@@ -82,9 +84,16 @@ def plot_reconstruction(
                 f"found {ground_truth.shape}"
             )
         rows = 3
+    uncovered = amplitude == 0
+    if uncovered.all():
+        uncovered[:] = False
+
+    def shown(image: np.ndarray) -> np.ndarray:
+        return np.where(uncovered, np.nan, image)
+
     fig = Figure(figsize=(9, 4 * rows))
-    _panel(fig, (rows, 2, 1), amplitude, "amplitude (a.u.)", "gray")
-    _panel(fig, (rows, 2, 2), phase, "phase (rad)", "twilight")
+    _panel(fig, (rows, 2, 1), shown(amplitude), "amplitude (a.u.)", "gray")
+    _panel(fig, (rows, 2, 2), shown(phase), "phase (rad)", "twilight")
     if ground_truth is not None:
         truth_amp = np.abs(ground_truth)
         _panel(fig, (rows, 2, 3), truth_amp, "ground truth amplitude (a.u.)", "gray")
@@ -94,7 +103,7 @@ def plot_reconstruction(
         _panel(
             fig,
             (rows, 2, 5),
-            amp_error,
+            shown(amp_error),
             "amplitude error (mean-matched, a.u.)",
             "RdBu_r",
             symmetric=True,
@@ -102,7 +111,7 @@ def plot_reconstruction(
         _panel(
             fig,
             (rows, 2, 6),
-            phase_error,
+            shown(phase_error),
             "phase error (planes removed, rad)",
             "RdBu_r",
             symmetric=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ptycho_api.backend import list_backends, load_backend, resolve_backend
-from ptycho_api.cli.console import echo, header
+from ptycho_api.cli.console import echo, header, native_log_filtered
 from ptycho_api.errors import BackendError
 
 EXAMPLE = """example:
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run(args: argparse.Namespace) -> int:
     """List backends from the command line."""
     echo(header("backends"))
-    infos = list_backends()
+    with native_log_filtered(not args.verbose):
+        infos = list_backends()
     if not infos:
         echo(
             "no backend installed: pip install ptycho-tf (TensorFlow) or pip install ptycho-torch (PyTorch)"

@@ -7,8 +7,12 @@ import io
 import json
 import logging
 import math
+import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,11 +20,15 @@ from typing import Any
 import numpy as np
 
 from ptycho_api.atomic import atomic_write_text
+from ptycho_api.backend import Selection, load_backend, resolve_backend
+from ptycho_api.config import InferenceConfig, TrainingConfig
 
 __all__ = [
     "echo",
     "configure_logging",
     "header",
+    "announce",
+    "native_log_filtered",
     "package_versions",
     "write_json",
     "write_history",
@@ -73,6 +81,63 @@ def header(command: str, selection: Any | None = None) -> str:
     if selection is not None:
         line += f" | backend: {selection.name} ({selection.reason})"
     return line
+
+
+# absl-style INFO/WARNING lines ("I0000 00:00:1795976883.762377    6478 port.cc:153] ...") and
+# absl's notice that logging is not initialised yet.
+_NATIVE_CHATTER = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+
+
+@contextmanager
+def native_log_filtered(active: bool = True) -> Iterator[None]:
+    """Drop native INFO/WARNING log lines written to file descriptor 2; keep everything else.
+
+    TensorFlow's C++ start-up notes (oneDNN, "no CUDA driver") are written before
+    ``TF_CPP_MIN_LOG_LEVEL`` takes effect, straight to fd 2, so only a file-descriptor-level
+    capture can hold them back. Every other line (Python warnings, errors) is written out when
+    the block ends, also when it raises.
+    """
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().splitlines(keepends=True)
+                if not _NATIVE_CHATTER.match(line)
+            ]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def announce(
+    command: str,
+    args: Any,
+    config: TrainingConfig | InferenceConfig | None = None,
+) -> Selection:
+    """Resolve the backend, print the header line, and import the backend (chatter filtered)."""
+    selection = resolve_backend(getattr(args, "backend", None), config)
+    echo(header(command, selection))
+    with native_log_filtered(not getattr(args, "verbose", 0)):
+        load_backend(selection.name)
+    return selection
 
 
 def _json_default(value: Any) -> Any:

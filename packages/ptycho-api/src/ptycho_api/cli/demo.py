@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ptycho_api.backend import resolve_backend
-from ptycho_api.cli.console import echo, header
+from ptycho_api.cli.console import announce, echo
 from ptycho_api.cli.train import add_common_training, build_config, train_and_report
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.rawdata import RawData
@@ -64,12 +63,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo from the command line."""
-    config = build_config(args, base=demo_config())
-    echo(header("demo", resolve_backend(args.backend, config)))
+    base = demo_config()
+    # Train on every simulated pattern unless --n-groups says otherwise.
+    base.n_groups = args.n_images
+    config = build_config(args, base=base)
+    announce("demo", args, config)
     out = Path(config.output_dir)
-    echo(
-        f"[1/3] simulating {DEMO_TRAIN_IMAGES} + {DEMO_TEST_IMAGES} patterns in {out / 'data'} ..."
-    )
+    echo(f"[1/3] simulating {args.n_images} + {args.n_test} patterns in {out / 'data'} ...")
     train_path, test_path = make_train_test_pair(
         out / "data",
         n_train=args.n_images,
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         nphotons=config.nphotons,
         seed=config.seed if config.seed is not None else 7,
     )
-    echo(f"[2/3] training for {config.nepochs} epochs ...")
+    echo(f"[2/3] training for {config.nepochs} epoch{'s' if config.nepochs != 1 else ''} ...")
     results = train_and_report(
         config,
         RawData.from_file(train_path),

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ptycho_api import params
-from ptycho_api.backend import resolve_backend, select_backend
-from ptycho_api.cli.console import echo, format_metrics_table, header
+from ptycho_api.backend import select_backend
+from ptycho_api.cli.console import announce, echo, format_metrics_table
 from ptycho_api.cli.outputs import write_reconstruction
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Reconstruct from the command line."""
     if not args.model.exists():
         raise BundleError(f"{args.model}: no such model archive or directory")
-    echo(header("reconstruct", resolve_backend(args.backend)))
+    announce("reconstruct", args)
     raw = RawData.from_file(args.data)
     backend = select_backend(args.backend)
     model, restored = backend.load_archive(args.model)

@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ptycho_api.backend import resolve_backend
-from ptycho_api.cli.console import echo, format_metrics_table, header, write_history
+from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history
 from ptycho_api.cli.outputs import write_reconstruction
 from ptycho_api.config import TrainingConfig, load_config, save_config
 from ptycho_api.plots import plot_training_history
@@ -132,7 +131,7 @@ def train_and_report(
 def run(args: argparse.Namespace) -> int:
     """Train from the command line."""
     config = build_config(args)
-    echo(header("train", resolve_backend(args.backend, config)))
+    announce("train", args, config)
     train_raw = RawData.from_file(args.train_data)
     test_raw = RawData.from_file(args.test_data) if args.test_data else None
     width = int(train_raw.diff3d.shape[1])

@@ -1,0 +1,74 @@
+"""Console helpers of the CLI that act on the process: the native stderr filter.
+
+The filter works on file descriptor 2, so each case runs in a real subprocess whose stderr is
+a pipe, exactly as when the ``ptycho`` command runs in a terminal or under CI.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+# Lines from TensorFlow 2.21's import on a CPU machine; the warning in the classic glog time format.
+ABSL_NOTICE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+)
+ABSL_INFO = (
+    "I0000 00:00:1795976883.762377    6478 port.cc:153] oneDNN custom operations are on. "
+    "You may see slightly different numerical results"
+)
+ABSL_WARNING = "W1129 18:27:09.762751 6478 cudart_stub.cc:31] Could not find cuda drivers"
+ABSL_ERROR = "E0000 00:00:1795976883.800000    6478 cuda_dnn.cc:8310] Unable to register cuDNN"
+
+
+def _run(body: str) -> subprocess.CompletedProcess[str]:
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from ptycho_api.cli.console import native_log_filtered
+        lines = {[ABSL_NOTICE, ABSL_INFO, ABSL_WARNING, ABSL_ERROR]!r}
+        """
+    ) + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_native_info_and_warning_lines_are_dropped_others_kept():
+    res = _run(
+        """
+        with native_log_filtered():
+            for line in lines:
+                os.write(2, (line + "\\n").encode())
+            print("python warning text", file=sys.stderr)
+        print("after", file=sys.stderr)
+        """
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [ABSL_ERROR, "python warning text", "after"]
+
+
+def test_captured_lines_are_written_when_the_block_raises():
+    res = _run(
+        """
+        try:
+            with native_log_filtered():
+                os.write(2, (lines[1] + "\\nreal problem\\n").encode())
+                raise RuntimeError("boom")
+        except RuntimeError:
+            print("caught", file=sys.stderr)
+        """
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == ["real problem", "caught"]
+
+
+def test_inactive_filter_passes_everything():
+    res = _run(
+        """
+        with native_log_filtered(active=False):
+            os.write(2, (lines[0] + "\\n" + lines[1] + "\\n").encode())
+        """
+    )
+    assert res.stderr.splitlines() == [ABSL_NOTICE, ABSL_INFO]
