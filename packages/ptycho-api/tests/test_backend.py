@@ -33,7 +33,7 @@ class FakeBackend:
     name = "{name}"
     def framework_version(self): return "0.0-fake"
     def devices(self): return ["cpu"]
-    def build_model(self, model_config, probe, intensity_scale): raise NotImplementedError
+    def build_model(self, model_config, probe, intensity_scale, *, seed=None, probe_trainable=False, intensity_scale_trainable=True): raise NotImplementedError
     def train(self, model, train, test, config, *, progress=None, should_stop=None): raise NotImplementedError
     def predict(self, model, x_scaled, local_offsets, *, batch_size=64): raise NotImplementedError
     def reassemble_position(self, patches, global_offsets, M=20): raise NotImplementedError

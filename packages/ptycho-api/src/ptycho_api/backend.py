@@ -84,12 +84,21 @@ class Backend(Protocol):
         ...
 
     def build_model(
-        self, model_config: ModelConfig, probe: np.ndarray, intensity_scale: float
+        self,
+        model_config: ModelConfig,
+        probe: np.ndarray,
+        intensity_scale: float,
+        *,
+        seed: int | None = None,
+        probe_trainable: bool = False,
+        intensity_scale_trainable: bool = True,
     ) -> Any:
         """Build a fresh model from ``model_config``, a raw ``(N, N)`` complex64 probe and scale s.
 
         The probe is normalised inside (physics.md B 6.3); ``intensity_scale`` is s =
-        sqrt(nphotons) / (N / 2) (B 5.3). Raises ``ConfigError`` for an unsupported N.
+        sqrt(nphotons) / (N / 2) (B 5.3). ``seed`` fixes the weight initialisation (None: fresh
+        randomness); the two flags are ``TrainingConfig``'s. Raises ``ConfigError`` for an
+        unsupported N.
         """
         ...
 

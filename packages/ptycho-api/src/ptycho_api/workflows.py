@@ -88,7 +88,14 @@ def train_cdi_model(
         len(test or []),
         impl.name,
     )
-    model = impl.build_model(config.model, train.probe, scale)
+    model = impl.build_model(
+        config.model,
+        train.probe,
+        scale,
+        seed=config.seed,
+        probe_trainable=config.probe_trainable,
+        intensity_scale_trainable=config.intensity_scale_trainable,
+    )
     history = impl.train(model, train, test, config)
     results: dict[str, Any] = {
         "history": history,
