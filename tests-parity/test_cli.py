@@ -172,6 +172,9 @@ def test_demo_runs_end_to_end(workdir, backend):
     # Native framework start-up notes are held back without -v (ptycho_api.cli.console).
     assert "absl::InitializeLog" not in res.stderr
     assert not re.search(r"^[IW]\d{4} \d\d:\d\d:", res.stderr, re.MULTILINE), res.stderr
+    # Lightning's device notes and tips stay out, and no per-batch bar goes into a pipe.
+    assert "GPU available" not in res.stderr and "Tip:" not in res.stderr, res.stderr
+    assert "it/s" not in res.stdout, res.stdout
     assert (workdir / f"demo-{backend}" / "reconstruction.png").is_file()
 
 

@@ -101,6 +101,26 @@ def test_same_seed_same_container(raw: RawData) -> None:
     np.testing.assert_array_equal(a.X, b.X)
 
 
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_evaluation_grouping_caps_n_groups_at_the_scan(
+    raw: RawData, gridsize: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    positions = len(raw.xcoords)
+    asked = _training(gridsize, n_groups=positions + 50, neighbor_count=5, seed=3)
+    capped = _training(gridsize, n_groups=positions, neighbor_count=5, seed=3)
+    with caplog.at_level("WARNING", logger="ptycho_api"):
+        got = create_ptycho_data_container(raw, asked, evaluation=True)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    want = create_ptycho_data_container(raw, capped)
+    assert len(got) == positions
+    np.testing.assert_array_equal(got.nn_indices, want.nn_indices)
+    np.testing.assert_array_equal(got.X, want.X)
+    if gridsize > 1:
+        # Training data keep the B 4 rule: more groups than positions needs oversampling.
+        with pytest.raises(DataError, match="enable_oversampling"):
+            create_ptycho_data_container(raw, asked)
+
+
 def test_config_and_data_must_agree(raw: RawData) -> None:
     grouped = raw.generate_grouped_data(16, K=4, nsamples=4, gridsize=1, seed=0)
     with pytest.raises(DataError, match="expected N = 64 and C = gridsize\\*\\*2 = 1"):

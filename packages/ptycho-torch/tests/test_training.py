@@ -3,7 +3,9 @@ the Keras learning-rate schedule, the validation split (physics.md B 8; decision
 
 from __future__ import annotations
 
+import io
 import math
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -271,3 +273,26 @@ def test_backend_train_applies_the_config_flags_and_returns_history(scan_64, tmp
     history = backend.train(model, container, None, config)
     assert [len(history[k]) for k in ("loss", "val_loss", "lr")] == [1, 1, 1]
     assert model.probe_trainable and not model.intensity_scale_trainable
+
+
+@pytest.mark.parametrize(("tty", "expected"), [(False, False), (True, True)])
+def test_progress_bar_by_default_only_on_a_terminal(scan_64, tmp_path, monkeypatch, tty, expected):
+    class Stdout(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    config = TrainingConfig(
+        model=ModelConfig(N=64, n_filters_scale=1),
+        nepochs=1,
+        batch_size=8,
+        n_groups=16,
+        seed=3,
+        output_dir=tmp_path,
+    )
+    container = create_ptycho_data_container(scan_64, config)
+    model = build_model(config.model, container.probe, container.intensity_scale, seed=3)
+    _, trainer = train_model(
+        model, container, config, execution=TorchExecutionConfig(accelerator="cpu")
+    )
+    assert (trainer.progress_bar_callback is not None) is expected

@@ -146,12 +146,16 @@ def create_ptycho_data_container(
     *,
     probe: np.ndarray | None = None,
     nphotons: float | None = None,
+    evaluation: bool = False,
 ) -> PtychoDataContainer:
     """Group (if given ``RawData``) and package data for a model: -> ``PtychoDataContainer``.
 
     ``RawData`` is grouped with the config's N, gridsize, ``neighbor_count`` (K), ``n_groups``
     (None: one group per scan point), ``seed``, ``sequential_sampling``, ``enable_oversampling``
-    and ``neighbor_pool_size``. A grouped dict (from ``generate_grouped_data``) is used as is.
+    and ``neighbor_pool_size``. ``evaluation=True`` (a test scan grouped with the training
+    config) caps ``n_groups`` at the number of scan positions instead of warning or, for
+    gridsize > 1, requiring oversampling; the groups drawn are the same as with the cap written
+    in the config. A grouped dict (from ``generate_grouped_data``) is used as is.
     ``probe`` defaults to the data's ``probeGuess``; ``nphotons`` to ``config.nphotons``
     (``TrainingConfig``) or else ``params.cfg['nphotons']`` (an ``InferenceConfig`` has none; an
     archive's parameters restore it there).
@@ -162,7 +166,12 @@ def create_ptycho_data_container(
         )
     config.validate()
     if isinstance(raw_or_grouped, RawData):
-        grouped = raw_or_grouped.generate_grouped_data(**_grouping_kwargs(config))
+        kwargs = _grouping_kwargs(config)
+        positions = len(raw_or_grouped.xcoords)
+        if evaluation and not config.enable_oversampling and (kwargs["nsamples"] or 0) > positions:
+            logger.debug("grouping the test scan: n_groups capped at its %d positions", positions)
+            kwargs["nsamples"] = positions
+        grouped = raw_or_grouped.generate_grouped_data(**kwargs)
     elif isinstance(raw_or_grouped, Mapping):
         grouped = raw_or_grouped
     else:

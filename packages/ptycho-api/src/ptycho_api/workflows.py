@@ -45,13 +45,20 @@ def _backend(backend: Any, config: TrainingConfig | InferenceConfig | None) -> A
 
 
 def as_container(
-    data: DataLike, config: TrainingConfig | InferenceConfig, *, nphotons: float | None = None
+    data: DataLike,
+    config: TrainingConfig | InferenceConfig,
+    *,
+    nphotons: float | None = None,
+    evaluation: bool = False,
 ) -> PtychoDataContainer:
-    """Group and normalise ``data`` (RawData or grouped dict) into a container; pass containers through."""
+    """Group and normalise ``data`` (RawData or grouped dict) into a container; pass containers through.
+
+    ``evaluation``: a test scan, grouped with at most one group per scan position.
+    """
     if isinstance(data, PtychoDataContainer):
         return data
     if isinstance(data, RawData | dict):
-        return create_ptycho_data_container(data, config, nphotons=nphotons)
+        return create_ptycho_data_container(data, config, nphotons=nphotons, evaluation=evaluation)
     raise DataError(
         f"workflow data: expected RawData, a grouped-data dict or PtychoDataContainer; "
         f"found {type(data).__name__}"
@@ -75,7 +82,7 @@ def train_cdi_model(
     impl = _backend(backend, config)
     update_legacy_dict(params.cfg, config)
     train = as_container(train_data, config)
-    test = as_container(test_data, config) if test_data is not None else None
+    test = as_container(test_data, config, evaluation=True) if test_data is not None else None
     if train.N != config.model.N:
         raise ConfigError(
             f"model.N: expected the training patterns' size {train.N}; found {config.model.N}"

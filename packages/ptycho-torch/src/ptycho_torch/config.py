@@ -20,6 +20,8 @@ class TorchExecutionConfig:
     (``strategy="ddp"`` with ``accelerator="cpu", devices=2`` uses gloo). ``num_workers`` is the
     DataLoader worker count; ``deterministic`` makes Lightning select deterministic kernels;
     ``compile`` wraps the network with ``torch.compile`` (training and prediction).
+    ``enable_progress_bar``: Lightning's per-batch bar; None shows it only when stdout is a
+    terminal (in a log file it is a wall of carriage returns; one line per epoch is logged anyway).
     ``resume_from`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``.
     """
 
@@ -30,7 +32,7 @@ class TorchExecutionConfig:
     num_workers: int = 0
     deterministic: bool = False
     compile: bool = False
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None
     resume_from: str | Path | None = None
 
     def validate(self) -> TorchExecutionConfig:

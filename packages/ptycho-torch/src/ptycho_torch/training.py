@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -422,7 +423,11 @@ def train_model(
         deterministic=execution.deterministic,
         callbacks=callbacks,
         logger=CSVLogger(save_dir=str(output_dir), name="lightning_logs"),
-        enable_progress_bar=execution.enable_progress_bar,
+        enable_progress_bar=(
+            sys.stdout.isatty()
+            if execution.enable_progress_bar is None
+            else execution.enable_progress_bar
+        ),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,

@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 DISTRIBUTIONS = ("ptycho-api", "ptycho-bundle", "ptycho-tf", "ptycho-torch")
+FRAMEWORK_INFO_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+"""Framework loggers held to warnings unless ``-v`` (names only: nothing is imported here)."""
+FRAMEWORK_MODULES = r"(lightning|torch|keras|tensorflow)(\.|$)"
+"""Modules whose deprecation notices (meant for developers) the CLI hides unless ``-v``."""
 
 
 def echo(message: str = "", *, err: bool = False) -> None:
@@ -135,8 +139,14 @@ def announce(
     """Resolve the backend, print the header line, and import the backend (chatter filtered)."""
     selection = resolve_backend(getattr(args, "backend", None), config)
     echo(header(command, selection))
-    with native_log_filtered(not getattr(args, "verbose", 0)):
+    verbose = bool(getattr(args, "verbose", 0))
+    with native_log_filtered(not verbose):
         load_backend(selection.name)
+    if not verbose:
+        # Lightning sets its loggers to INFO when imported (so only now can they be changed):
+        # device summaries, tips and "fit stopped" notes; our own per-epoch line says enough.
+        for name in FRAMEWORK_INFO_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     return selection
 
 

@@ -11,11 +11,12 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from ptycho_api import __version__
 from ptycho_api.cli import backends_cmd, demo, evaluate, inspect_cmd, reconstruct, simulate, train
-from ptycho_api.cli.console import configure_logging, echo
+from ptycho_api.cli.console import FRAMEWORK_MODULES, configure_logging, echo
 from ptycho_api.errors import PtychoError
 
 __all__ = ["main", "build_parser"]
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # TensorFlow's C++ start-up chatter (oneDNN notes, "no CUDA driver") drowns the output of
         # a CPU run; it must be set before a backend imports TensorFlow. -v keeps it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=FRAMEWORK_MODULES)
     try:
         return int(args.run(args) or EXIT_OK)
     except PtychoError as exc:

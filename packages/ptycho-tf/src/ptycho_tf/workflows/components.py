@@ -49,11 +49,14 @@ def current_model() -> tuple[PtychoModels | None, TrainingConfig | None]:
 
 
 def _container(
-    data: RawData | PtychoDataContainer, config: TrainingConfig | InferenceConfig
+    data: RawData | PtychoDataContainer,
+    config: TrainingConfig | InferenceConfig,
+    *,
+    evaluation: bool = False,
 ) -> PtychoDataContainer:
     if isinstance(data, PtychoDataContainer):
         return data
-    return create_ptycho_data_container(data, config)
+    return create_ptycho_data_container(data, config, evaluation=evaluation)
 
 
 def train_cdi_model(
@@ -69,7 +72,7 @@ def train_cdi_model(
     """
     update_legacy_dict(params.cfg, config)
     train_container = _container(train_data, config)
-    test_container = None if test_data is None else _container(test_data, config)
+    test_container = None if test_data is None else _container(test_data, config, evaluation=True)
     scale = float(train_container.intensity_scale)
     params.cfg["intensity_scale"] = scale
     # The original kept the normalised probe in the global dict; callers may read it.

@@ -54,11 +54,13 @@ no model is passed, as the original workflow uses its module-level model."""
 def _as_container(
     data: RawData | PtychoDataContainer | Mapping[str, Any],
     config: TrainingConfig | InferenceConfig,
+    *,
+    evaluation: bool = False,
 ) -> PtychoDataContainer:
     if isinstance(data, PtychoDataContainer):
         return data
     if isinstance(data, RawData | Mapping):
-        return create_ptycho_data_container(data, config)
+        return create_ptycho_data_container(data, config, evaluation=evaluation)
     raise DataError(
         f"expected RawData, a grouped-data dict or a PtychoDataContainer; found {type(data).__name__}"
     )
@@ -80,7 +82,9 @@ def train_cdi_model_torch(
     global _last_model
     update_legacy_dict(params.cfg, config)
     train_container = _as_container(train_data, config)
-    test_container = _as_container(test_data, config) if test_data is not None else None
+    test_container = (
+        _as_container(test_data, config, evaluation=True) if test_data is not None else None
+    )
     scale = float(train_container.intensity_scale)
     params.cfg["intensity_scale"] = scale
     params.cfg["probe"] = normalize_probe(train_container.probe, config.model.probe_scale)[
