@@ -184,3 +184,26 @@ def test_stitching(n_patches, N, M, span):
     check_rel(ROW, got_tf, expected, TOL_OP, "stitching: tensorflow")
     got_torch = torch_inference.reassemble_position(patches, offsets, M, device="cpu")
     check_rel(ROW, got_torch, expected, TOL_OP, "stitching: pytorch")
+
+
+STITCHERS = {
+    "reference": ref_stitch,
+    "tensorflow": tf_inference.reassemble_position,
+    "pytorch": torch_inference.reassemble_position,
+}
+
+
+@pytest.mark.parametrize("stitcher", sorted(STITCHERS))
+@pytest.mark.parametrize(
+    ("shape", "n_offsets", "M", "message"),
+    [
+        ((2, 16, 16, 3), 2, 8, r"patches must be \(B, N, N, 1\) or \(B, N, N\)"),
+        ((2, 16, 16, 1), 2, 20, r"crop size M must be in \[1, N=16\]; found 20"),
+        ((2, 16, 16), 3, 8, "2 patches but 3 global offsets"),
+    ],
+)
+def test_stitching_refuses_bad_input_alike(stitcher, shape, n_offsets, M, message):
+    patches = np.ones(shape, np.complex64)
+    offsets = np.zeros((n_offsets, 1, 2, 1))
+    with pytest.raises(ValueError, match=message):
+        STITCHERS[stitcher](patches, offsets, M)

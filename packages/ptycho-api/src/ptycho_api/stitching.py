@@ -56,6 +56,26 @@ def stitch_geometry(global_offsets: np.ndarray, M: int = 20) -> StitchGeometry:
     return StitchGeometry(d, center, pad, M + 2 * pad)
 
 
+def checked_geometry(
+    patch_shape: tuple[int, ...], global_offsets: np.ndarray, M: int
+) -> StitchGeometry:
+    """Check patches of shape ``(B, N, N, 1)`` or ``(B, N, N)`` against offsets and M: -> geometry.
+
+    Shared by the reference and both backends' stitching, so every one refuses the same input
+    with the same message.
+    """
+    shape = tuple(patch_shape)
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1)):
+        raise ValueError(f"patches must be (B, N, N, 1) or (B, N, N); found {shape}")
+    n_patches, N = shape[0], shape[1]
+    if not 0 < M <= N:
+        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
+    geom = stitch_geometry(global_offsets, M)
+    if len(geom.offsets) != n_patches:
+        raise ValueError(f"{n_patches} patches but {len(geom.offsets)} global offsets")
+    return geom
+
+
 def reassemble_position(
     patches: np.ndarray, global_offsets: np.ndarray, M: int = 20, chunk_size: int = 1024
 ) -> np.ndarray:
@@ -74,17 +94,11 @@ def reassemble_position(
     ``chunk_size`` at a time; no patch is ever held at canvas size.
     """
     patches = np.asarray(patches)
+    geom = checked_geometry(patches.shape, global_offsets, M)
     squeeze_channel = patches.ndim == 3
-    if patches.ndim == 4 and patches.shape[-1] == 1:
+    if not squeeze_channel:
         patches = patches[..., 0]
-    elif not squeeze_channel:
-        raise ValueError(f"patches must be (B, N, N, 1) or (B, N, N); found {patches.shape}")
     n_patches, N = patches.shape[0], patches.shape[1]
-    if not 0 < M <= N:
-        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
-    geom = stitch_geometry(global_offsets, M)
-    if len(geom.offsets) != n_patches:
-        raise ValueError(f"{n_patches} patches but {len(geom.offsets)} global offsets")
 
     is_complex = np.iscomplexobj(patches)
     # One spare row and column: the last window row/col can sit at index S when d == +pad, where

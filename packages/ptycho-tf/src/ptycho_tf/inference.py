@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, stitch_geometry
+from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, checked_geometry
 
 __all__ = ["PatchPredictor", "reassemble_position"]
 
@@ -107,16 +107,10 @@ def reassemble_position(
     divided by the stitched all-ones crops + 1e-9 (B 9). Sums accumulate in float64 on device.
     """
     patches = np.asarray(patches)
-    if patches.ndim == 4 and patches.shape[-1] == 1:
+    geom = checked_geometry(patches.shape, global_offsets, M)
+    if patches.ndim == 4:
         patches = patches[..., 0]
-    if patches.ndim != 3:
-        raise ValueError(f"patches must be (B, N, N, 1); found {np.shape(patches)}")
     n_patches, N = patches.shape[0], patches.shape[1]
-    if not 0 < M <= N:
-        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
-    geom = stitch_geometry(global_offsets, M)
-    if len(geom.offsets) != n_patches:
-        raise ValueError(f"{n_patches} patches but {len(geom.offsets)} global offsets")
     # One spare row and column (as in the reference) keeps the window indexing uniform.
     side = geom.size + 1
     whole = np.floor(geom.offsets)

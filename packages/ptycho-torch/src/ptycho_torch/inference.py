@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, stitch_geometry
+from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, checked_geometry
 from ptycho_torch.model import DiffractionToObject, ObjectCrop, PtychoPINN
 
 __all__ = ["model_device", "predict_patches", "reassemble_position", "TorchModelWrapper"]
@@ -105,16 +105,10 @@ def reassemble_position(
     if isinstance(patches, torch.Tensor):
         device = device or patches.device
     device = torch.device(device or "cpu")
-    if patches.ndim == 4 and patches.shape[-1] == 1:
+    geom = checked_geometry(tuple(patches.shape), global_offsets, M)
+    if patches.ndim == 4:
         patches = patches[..., 0]
-    elif patches.ndim != 3:
-        raise ValueError(f"patches must be (B, N, N, 1) or (B, N, N); found {tuple(patches.shape)}")
     n_patches, N = patches.shape[0], patches.shape[1]
-    if not 0 < M <= N:
-        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
-    geom = stitch_geometry(global_offsets, M)
-    if len(geom.offsets) != n_patches:
-        raise ValueError(f"{n_patches} patches but {len(geom.offsets)} global offsets")
     # One spare row/column: a window can start at index S when d == +pad (its weight is 0 there).
     side = geom.size + 1
     canvas = torch.zeros(3, side * side, dtype=torch.float64, device=device)
