@@ -7,7 +7,7 @@ import pytest
 
 from ptycho_api import reassemble_position
 from ptycho_api.physics import translate
-from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, stitch_geometry
+from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, apply_stitch_options, stitch_geometry
 
 
 def _literal_reassembly(patches: np.ndarray, offsets: np.ndarray, M: int) -> np.ndarray:
@@ -93,3 +93,19 @@ def test_bad_arguments_are_rejected() -> None:
         reassemble_position(np.ones((2, 16, 16, 1)), np.ones((2, 2)), M=20)
     with pytest.raises(ValueError, match="2 patches but 3"):
         reassemble_position(np.ones((2, 16, 16, 1)), np.ones((3, 2)), M=8)
+
+
+def test_stitch_options_flip_scale_and_transpose_without_touching_inputs() -> None:
+    patches = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 1).astype(np.complex64)
+    offsets = np.array([[[[1.0], [2.0]]], [[[-3.0], [4.0]]]])
+    before_p, before_o = patches.copy(), offsets.copy()
+    got_p, got_o = apply_stitch_options(
+        patches, offsets, flip_x=True, flip_y=False, transpose=True, coord_scale=2.0
+    )
+    # Exact: sign changes, a factor of 2 and an axis swap are exact in floating point.
+    np.testing.assert_array_equal(got_o[:, 0, :, 0], [[-2.0, 4.0], [6.0, 8.0]])
+    np.testing.assert_array_equal(got_p[1, :, :, 0], patches[1, :, :, 0].T)
+    _, flipped_y = apply_stitch_options(patches, offsets, flip_y=True)
+    np.testing.assert_array_equal(flipped_y[:, 0, :, 0], [[1.0, -2.0], [-3.0, -4.0]])
+    np.testing.assert_array_equal(patches, before_p)
+    np.testing.assert_array_equal(offsets, before_o)

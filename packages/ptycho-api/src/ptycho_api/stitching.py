@@ -56,6 +56,31 @@ def stitch_geometry(global_offsets: np.ndarray, M: int = 20) -> StitchGeometry:
     return StitchGeometry(d, center, pad, M + 2 * pad)
 
 
+def apply_stitch_options(
+    patches: np.ndarray,
+    global_offsets: np.ndarray,
+    *,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    coord_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reconstruction options of B 9: -> (patches ``(B, N, N, 1)``, offsets ``(B, 1, 2, 1)`` f64).
+
+    ``transpose`` swaps the two spatial axes of every patch; ``flip_x`` / ``flip_y`` negate x / y
+    of the global offsets, which are then multiplied by ``coord_scale``. Inputs are not modified.
+    """
+    if transpose:
+        patches = np.ascontiguousarray(np.swapaxes(patches, 1, 2))
+    offsets = np.array(global_offsets, dtype=np.float64, copy=True)
+    if flip_x:
+        offsets[:, :, 0, :] *= -1.0
+    if flip_y:
+        offsets[:, :, 1, :] *= -1.0
+    offsets *= coord_scale
+    return patches, offsets
+
+
 def checked_geometry(
     patch_shape: tuple[int, ...], global_offsets: np.ndarray, M: int
 ) -> StitchGeometry:

@@ -22,6 +22,7 @@ from ptycho_api.container import PtychoDataContainer, create_ptycho_data_contain
 from ptycho_api.errors import ConfigError, DataError
 from ptycho_api.normalization import intensity_scale
 from ptycho_api.rawdata import RawData
+from ptycho_api.stitching import apply_stitch_options
 
 __all__ = [
     "as_container",
@@ -143,14 +144,14 @@ def stitch_patches(
     coord_scale: float = 1.0,
 ) -> np.ndarray:
     """Stitch patches into the ``(S, S, 1)`` complex64 canvas with the options of B 9."""
-    if transpose:
-        patches = np.swapaxes(patches, 1, 2)
-    offsets = np.array(global_offsets, dtype=np.float64, copy=True)
-    if flip_x:
-        offsets[:, :, 0, :] *= -1.0
-    if flip_y:
-        offsets[:, :, 1, :] *= -1.0
-    offsets *= coord_scale
+    patches, offsets = apply_stitch_options(
+        patches,
+        global_offsets,
+        flip_x=flip_x,
+        flip_y=flip_y,
+        transpose=transpose,
+        coord_scale=coord_scale,
+    )
     return backend.reassemble_position(patches, offsets, M)
 
 

@@ -20,6 +20,7 @@ from ptycho_api.config import InferenceConfig, TrainingConfig, update_legacy_dic
 from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
 from ptycho_api.probe import normalize_probe
 from ptycho_api.rawdata import RawData
+from ptycho_api.stitching import apply_stitch_options
 from ptycho_tf.backend import TensorFlowBackend
 from ptycho_tf.model import PtychoModels
 
@@ -130,14 +131,14 @@ def reassemble_cdi_image(
     patches = backend.predict(
         models, container.X * np.float32(models.intensity_scale), container.local_offsets
     )
-    if transpose:
-        patches = np.ascontiguousarray(np.transpose(patches, (0, 2, 1, 3)))
-    offsets = np.array(container.global_offsets, dtype=np.float64)
-    if flip_x:
-        offsets[:, 0, 0, :] *= -1
-    if flip_y:
-        offsets[:, 0, 1, :] *= -1
-    offsets *= coord_scale
+    patches, offsets = apply_stitch_options(
+        patches,
+        container.global_offsets,
+        flip_x=flip_x,
+        flip_y=flip_y,
+        transpose=transpose,
+        coord_scale=coord_scale,
+    )
     image = backend.reassemble_position(patches, offsets, M)[..., 0]
     return np.abs(image).astype(np.float32), np.angle(image).astype(np.float32), patches
 

@@ -26,6 +26,7 @@ from ptycho_api.container import PtychoDataContainer, create_ptycho_data_contain
 from ptycho_api.errors import DataError
 from ptycho_api.probe import normalize_probe
 from ptycho_api.rawdata import RawData
+from ptycho_api.stitching import apply_stitch_options
 from ptycho_torch import model_manager
 from ptycho_torch.config import TorchExecutionConfig
 from ptycho_torch.inference import (
@@ -142,14 +143,14 @@ def _reassemble_cdi_image_torch(
     patches = predict_patches(
         model, container.X * np.float32(scale), container.local_offsets, batch_size=batch_size
     )
-    if transpose:
-        patches = np.ascontiguousarray(np.swapaxes(patches, 1, 2))
-    offsets = np.array(container.global_offsets, dtype=np.float64)
-    if flip_x:
-        offsets[:, 0, 0, :] *= -1
-    if flip_y:
-        offsets[:, 0, 1, :] *= -1
-    offsets *= coord_scale
+    patches, offsets = apply_stitch_options(
+        patches,
+        container.global_offsets,
+        flip_x=flip_x,
+        flip_y=flip_y,
+        transpose=transpose,
+        coord_scale=coord_scale,
+    )
     stitched = reassemble_position(patches, offsets, M, device=model_device(model))[..., 0]
     return np.abs(stitched), np.angle(stitched), patches
 
