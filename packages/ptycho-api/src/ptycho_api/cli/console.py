@@ -127,8 +127,9 @@ def native_log_filtered(active: bool = True) -> Iterator[None]:
                 for line in captured.read().splitlines(keepends=True)
                 if not _NATIVE_CHATTER.match(line)
             ]
-            if kept:
-                os.write(2, b"".join(kept))
+            rest = b"".join(kept)
+            while rest:  # os.write may write less than asked
+                rest = rest[os.write(2, rest) :]
 
 
 def announce(
