@@ -18,7 +18,7 @@ from ptycho_bundle.limits import DEFAULT_LIMITS, BundleLimits
 from ptycho_bundle.reader import Bundle, load_bundle
 from ptycho_bundle.writer import save_bundle
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from ptycho_api.errors import BundleError
-from ptycho_bundle.layout import FORMAT_VERSION, LEGACY_FORMAT_VERSION, MANIFEST_DILL, MANIFEST_JSON
+from ptycho_bundle.display import printable, summary
+from ptycho_bundle.layout import (
+    CONFIG_JSON,
+    FORMAT_VERSION,
+    LEGACY_FORMAT_VERSION,
+    MANIFEST_DILL,
+    MANIFEST_JSON,
+    PARAMS_JSON,
+    WEIGHTS_H5,
+)
 from ptycho_bundle.legacy import legacy_backend
 from ptycho_bundle.limits import DEFAULT_LIMITS, BundleLimits
 from ptycho_bundle.reader import (
@@ -23,6 +32,9 @@ from ptycho_bundle.source import Source, open_source
 
 __all__ = ["inspect", "format_inspection"]
 
+_LINE_LIMIT = 1000
+"""Longest line ``format_inspection`` writes (characters): member names and strings come from the archive."""
+
 
 def _weights_summary(weights: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     return {
@@ -36,7 +48,10 @@ def _inspect_v2(source: Source, info: dict[str, Any], limits: BundleLimits) -> N
     info.update(backend=manifest["backend"], models=manifest["models"])
     verified, problems = check_members(source, manifest)
     for member in info["members"]:
-        member["status"] = problems.get(member["name"], "ok")
+        name = member["name"]
+        # A directory entry has no content to check; "ok" would claim a verification.
+        default = "directory entry (no content)" if name.endswith("/") else "ok"
+        member["status"] = problems.get(name, default)
     info["members"].extend(
         {"name": n, "size": None, "compressed_size": None, "status": p}
         for n, p in problems.items()
@@ -48,6 +63,11 @@ def _inspect_v2(source: Source, info: dict[str, Any], limits: BundleLimits) -> N
     except BundleError as exc:
         info["errors"].append(str(exc))
         return
+    if not problems:
+        info.update(
+            verified=True,
+            verification=f"manifest.json valid; {len(verified)} members match their size and SHA-256",
+        )
     info.update(
         params=parts["params"], config=parts["config"], weights=_weights_summary(parts["weights"])
     )
@@ -56,12 +76,19 @@ def _inspect_v2(source: Source, info: dict[str, Any], limits: BundleLimits) -> N
     info["history_keys"] = sorted(history) if isinstance(history, dict) else None
 
 
-def _inspect_legacy(source: Source, info: dict[str, Any]) -> None:
+def _inspect_legacy(source: Source, info: dict[str, Any], limits: BundleLimits) -> None:
     info.update(format_version=LEGACY_FORMAT_VERSION, legacy=True)
+    if source.members.keys() & {PARAMS_JSON, CONFIG_JSON, WEIGHTS_H5}:
+        # Format-2 members without their manifest: removed, or never written. Either way there
+        # is nothing to check them against, and they are read as a legacy archive.
+        reason = "manifest.json missing: format-2 members present but no checksums to check them"
+    else:
+        reason = "legacy archive: no manifest.json, no checksums"
+    info["verification"] = f"not verified ({reason})"
     for member in info["members"]:
-        member["status"] = "unverified (legacy archive has no checksums)"
+        member["status"] = f"unverified ({reason})"
     try:
-        manifest, params = read_legacy(source, trust=False)
+        manifest, params = read_legacy(source, trust=False, limits=limits)
     except BundleError as exc:
         info["errors"].append(str(exc))
         return
@@ -77,7 +104,8 @@ def _inspect_legacy(source: Source, info: dict[str, Any]) -> None:
 def inspect(path: str | os.PathLike[str], *, limits: BundleLimits | None = None) -> dict[str, Any]:
     """Report an archive: manifest, params, config, weight shapes, members with verification status, errors.
 
-    Structural problems (not an archive, unsafe names, limits, unreadable or unsupported manifest)
+    ``verified`` is true only when manifest.json was valid and every member matched its size and
+    SHA-256; ``verification`` says what was checked, or why nothing could be. Structural problems (not an archive, unsafe names, limits, unreadable or unsupported manifest)
     raise ``BundleError``; problems with individual members are reported under ``errors``.
     Legacy pickles are read only with the restricted unpickler, never executed.
     """
@@ -106,24 +134,23 @@ def inspect(path: str | os.PathLike[str], *, limits: BundleLimits | None = None)
                 for m in source.members.values()
             ],
             "errors": [],
+            "verified": False,
+            "verification": "not verified",
         }
         if MANIFEST_JSON in source.members:
             _inspect_v2(source, info, limits)
         elif MANIFEST_DILL in source.members:
-            _inspect_legacy(source, info)
+            _inspect_legacy(source, info, limits)
         else:
             raise missing_manifest(source)
     info["ok"] = not info["errors"]
+    if not info["ok"]:
+        info.update(verified=False, verification=f"failed ({len(info['errors'])} problems)")
     return info
 
 
-def _fmt(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def format_inspection(info: dict[str, Any]) -> str:
-    """Human-readable text of an ``inspect`` result (used by ``ptycho inspect``)."""
+    """Human-readable text of an ``inspect`` result (used by ``ptycho inspect``); control characters escaped."""
     if info["legacy"]:
         kind = "legacy PtychoPINN archive (no manifest.json; no checksums)"
     else:
@@ -139,7 +166,8 @@ def format_inspection(info: dict[str, Any]) -> str:
     params = info["params"]
     if params is not None:
         lines.append(
-            f"N={params.get('N')}  gridsize={params.get('gridsize')}  intensity_scale={params.get('intensity_scale')}"
+            f"N={summary(params.get('N'))}  gridsize={summary(params.get('gridsize'))}  "
+            f"intensity_scale={summary(params.get('intensity_scale'))}"
         )
     if info["weights"] is not None:
         weights = info["weights"]
@@ -159,10 +187,14 @@ def format_inspection(info: dict[str, Any]) -> str:
         lines.append(f"  {size:>14}  {member['name']}  [{member['status']}]")
     if params is not None:
         lines.append(f"params ({len(params)} keys):")
-        lines.extend(f"  {key} = {_fmt(params[key])}" for key in sorted(params))
-    if info["ok"]:
-        lines.append("verification: OK")
-    else:
+        lines.extend(f"  {key} = {summary(params[key], 80)}" for key in sorted(params))
+    if info["errors"]:
         lines.append(f"verification: FAILED ({len(info['errors'])} problems)")
         lines.extend(f"  - {error}" for error in info["errors"])
-    return "\n".join(lines)
+    elif info["verified"]:
+        lines.append(f"verification: OK ({info['verification']})")
+    else:
+        lines.append(f"verification: {info['verification']}")
+    # Every string above may come from the archive (member names, manifest fields, pickled
+    # params): escape control characters so that printing cannot drive the terminal.
+    return "\n".join(printable(line, _LINE_LIMIT) for line in lines)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ptycho_api.errors import BundleError
+from ptycho_bundle.display import summary
 from ptycho_bundle.layout import (
     CONFIG_JSON,
     CUSTOM_OBJECTS_DILL,
@@ -191,9 +192,14 @@ def _load_v2(source: Source, limits: BundleLimits) -> Bundle:
     )
 
 
-def read_legacy(source: Source, *, trust: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_legacy(
+    source: Source, *, trust: bool, limits: BundleLimits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(manifest, params)`` of a legacy archive: ``manifest.dill`` and the first model's ``params.dill``."""
-    loads = trusted_loads if trust else restricted_loads
+
+    def loads(data: bytes, where: str) -> Any:
+        return trusted_loads(data, where) if trust else restricted_loads(data, where, limits)
+
     manifest = loads(source.read(MANIFEST_DILL), f"{source.location}: member {MANIFEST_DILL!r}")
     models = manifest.get("models") if isinstance(manifest, dict) else None
     if not isinstance(models, list) or not all(
@@ -202,13 +208,15 @@ def read_legacy(source: Source, *, trust: bool) -> tuple[dict[str, Any], dict[st
         raise _member_error(
             source,
             MANIFEST_DILL,
-            f"expected {{'models': [model names], ...}}; found {manifest!r:.200}",
+            f"expected {{'models': [model names], ...}}; found {summary(manifest)}",
         )
     candidates = [f"{m}/{PARAMS_DILL}" for m in ("diffraction_to_obj", *models)]
     name = next((c for c in candidates if c in source.members), None)
     if name is None:
         raise _member_error(
-            source, candidates[0], f"missing: no {PARAMS_DILL} in any model folder {models}"
+            source,
+            candidates[0],
+            f"missing: no {PARAMS_DILL} in any model folder {summary(models)}",
         )
     params = loads(source.read(name), f"{source.location}: member {name!r}")
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
@@ -230,8 +238,8 @@ def legacy_native(source: Source, models: list[str]) -> dict[str, bytes]:
     }
 
 
-def _load_legacy(source: Source, trust: bool) -> Bundle:
-    manifest, params = read_legacy(source, trust=trust)
+def _load_legacy(source: Source, trust: bool, limits: BundleLimits) -> Bundle:
+    manifest, params = read_legacy(source, trust=trust, limits=limits)
     models = manifest["models"]
     return Bundle(
         path=source.path,
@@ -266,7 +274,7 @@ def load_bundle(
         if MANIFEST_JSON in source.members:
             bundle = _load_v2(source, limits)
         elif MANIFEST_DILL in source.members:
-            bundle = _load_legacy(source, trust)
+            bundle = _load_legacy(source, trust, limits)
         else:
             raise missing_manifest(source)
     logger.info(

@@ -14,6 +14,7 @@ import numpy as np
 
 from ptycho_api.config import config_to_dict
 from ptycho_api.errors import BundleError
+from ptycho_bundle.display import summary
 
 __all__ = [
     "REQUIRED_PARAMS",
@@ -102,7 +103,9 @@ def required_params(params: Mapping[str, Any], where: str) -> tuple[int, int, fl
     n, gridsize, scale = (params[key] for key in REQUIRED_PARAMS)
     for key, value in (("N", n), ("gridsize", gridsize)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise BundleError(f"{where}: {key!r} must be a positive integer; found {value!r}")
+            raise BundleError(
+                f"{where}: {key!r} must be a positive integer; found {summary(value)}"
+            )
     if (
         isinstance(scale, bool)
         or not isinstance(scale, numbers.Real)
@@ -110,7 +113,7 @@ def required_params(params: Mapping[str, Any], where: str) -> tuple[int, int, fl
         or float(scale) <= 0
     ):
         raise BundleError(
-            f"{where}: 'intensity_scale' must be a finite positive number; found {scale!r}"
+            f"{where}: 'intensity_scale' must be a finite positive number; found {summary(scale)}"
         )
     return int(n), int(gridsize), float(scale)
 
