@@ -98,6 +98,29 @@ def parity(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def quality(session: nox.Session) -> None:
+    """The published quality protocol on one backend (not in the default set).
+
+    ``nox -s quality -- --scale cpu --backend tensorflow``: installs only that backend, writes
+    ``bench-results/quality-<backend>-<scale>.json`` and updates ``docs/quality.md``.
+    """
+    args = list(session.posargs)
+    if "--backend" not in args:
+        session.error("nox -s quality -- --backend tensorflow|pytorch [--scale cpu|paper]")
+    name = args[args.index("--backend") + 1]
+    package = {"tensorflow": TF, "tf": TF, "pytorch": TORCH, "torch": TORCH}.get(name)
+    if package is None:
+        session.error(f"--backend: expected tensorflow or pytorch; found {name!r}")
+    _install(session, API, BUNDLE, package)
+    session.run(
+        "python",
+        "benchmarks/quality.py",
+        *args,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
+    )
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks of every backend (not in the default set): JSON + Markdown in bench-results/."""
     _install(session, API, BUNDLE, TF, TORCH)

@@ -155,3 +155,49 @@ def test_every_subcommand_help_has_an_example(tmp_path):
     for command in ("simulate", "train", "reconstruct", "evaluate", "inspect", "backends", "demo"):
         res = ptycho(command, "--help", cwd=tmp_path)
         assert res.returncode == 0 and "example:" in res.stdout, command
+
+
+def test_simulate_grid_pair_writes_fixed_groups(tmp_path):
+    # 100 px objects: (100 - 68) // 4 + 1 = 9 groups per side at outer offset 8 (stride 4),
+    # (100 - 68) // 10 + 1 = 4 at outer offset 20 (stride 10); see test_grid for the layout.
+    res = ptycho(
+        "simulate",
+        "--scan",
+        "grid",
+        "--gridsize",
+        "2",
+        "--pair",
+        "--output-dir",
+        "grid",
+        "--size",
+        "100",
+        "--n-objects",
+        "1",
+        "--probe",
+        "defocused",
+        "--probe-smoothing",
+        "0.5",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    train = RawData.from_file(tmp_path / "grid" / "train_data.npz")
+    test = RawData.from_file(tmp_path / "grid" / "test_data.npz")
+    assert train.groups.shape == (81, 4) and test.groups.shape == (16, 4)
+    assert train.diff3d.shape == (324, 64, 64) and test.diff3d.shape == (64, 64, 64)
+    assert np.iscomplexobj(train.probeGuess) and np.abs(np.angle(train.probeGuess)).max() > 0.1
+
+
+def test_simulate_grid_rejects_an_object_file(tmp_path, pair):
+    res = ptycho(
+        "simulate",
+        "--scan",
+        "grid",
+        "--output",
+        "g.npz",
+        "--object-file",
+        str(pair[0]),
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2
+    assert "--scan grid: expected a built-in --object" in res.stderr
+    assert not (tmp_path / "g.npz").exists()

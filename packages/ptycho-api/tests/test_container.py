@@ -115,10 +115,25 @@ def test_evaluation_grouping_caps_n_groups_at_the_scan(
     assert len(got) == positions
     np.testing.assert_array_equal(got.nn_indices, want.nn_indices)
     np.testing.assert_array_equal(got.X, want.X)
-    if gridsize > 1:
-        # Training data keep the B 4 rule: more groups than positions needs oversampling.
-        with pytest.raises(DataError, match="enable_oversampling"):
-            create_ptycho_data_container(raw, asked)
+    # Training data follow the same rule for every gridsize: capped at one group per position,
+    # with a warning (oversampling only when enabled).
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ptycho_api"):
+        trained = create_ptycho_data_container(raw, asked)
+    np.testing.assert_array_equal(trained.nn_indices, want.nn_indices)
+    assert [r for r in caplog.records if "groups requested" in r.getMessage()]
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_evaluation_grouping_covers_the_whole_scan(raw: RawData, gridsize: int) -> None:
+    # A training n_groups smaller than the test scan must not leave parts of it unreconstructed.
+    positions = len(raw.xcoords)
+    few = _training(gridsize, n_groups=10, neighbor_count=5, seed=3)
+    every = _training(gridsize, n_groups=positions, neighbor_count=5, seed=3)
+    got = create_ptycho_data_container(raw, few, evaluation=True)
+    want = create_ptycho_data_container(raw, every)
+    assert len(got) == positions
+    np.testing.assert_array_equal(got.nn_indices, want.nn_indices)
 
 
 def test_config_and_data_must_agree(raw: RawData) -> None:

@@ -131,9 +131,7 @@ def test_too_few_points_is_a_data_error() -> None:
         select_groups(np.arange(5.0), np.arange(5.0), C=9, K=9)
 
 
-def test_more_groups_than_points_needs_oversampling(raw: RawData) -> None:
-    with pytest.raises(DataError, match="enable_oversampling=True"):
-        raw.generate_grouped_data(16, K=6, nsamples=100, gridsize=2)
+def test_more_groups_than_points_oversamples_when_enabled(raw: RawData) -> None:
     g = raw.generate_grouped_data(
         16, K=6, nsamples=100, gridsize=2, seed=0, enable_oversampling=True, neighbor_pool_size=7
     )
@@ -145,9 +143,21 @@ def test_more_groups_than_points_needs_oversampling(raw: RawData) -> None:
     assert all(any(set(row.tolist()) <= pool for pool in knn) for row in nn)
 
 
-def test_single_member_groups_are_capped_at_the_number_of_points(raw: RawData) -> None:
-    g = raw.generate_grouped_data(16, nsamples=1000, gridsize=1, seed=0)
-    assert sorted(g["nn_indices"][:, 0].tolist()) == list(range(len(raw)))
+@pytest.mark.parametrize("gridsize", [1, 2, 3])
+def test_every_gridsize_caps_groups_at_the_number_of_points(
+    raw: RawData, gridsize: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One rule for every gridsize: without oversampling, one group per seed position, a warning.
+    with caplog.at_level("WARNING", logger="ptycho_api"):
+        g = raw.generate_grouped_data(16, K=9, nsamples=1000, gridsize=gridsize, seed=0)
+    assert g["nn_indices"].shape == (len(raw), gridsize**2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    n = len(raw)
+    assert f"1000 groups requested but only {n} scan positions; using {n}" in warnings[0]
+    assert ("enable_oversampling" in warnings[0]) == (gridsize > 1)
+    if gridsize == 1:
+        assert sorted(g["nn_indices"][:, 0].tolist()) == list(range(len(raw)))
 
 
 def test_pattern_size_must_match(raw: RawData) -> None:

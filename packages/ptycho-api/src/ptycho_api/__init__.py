@@ -28,7 +28,7 @@ from ptycho_api.rawdata import RawData
 from ptycho_api.simulation import make_train_test_pair, simulate_dataset, simulate_to_file
 from ptycho_api.stitching import reassemble_position
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import logging
 import math
@@ -327,11 +328,12 @@ def _validate_sampling(section: str, cfg: TrainingConfig | InferenceConfig) -> N
     c = cfg.model.n_channels
     _check_int(section, "neighbor_count", cfg.neighbor_count, minimum=1)
     if cfg.neighbor_count < c:
-        raise _fail(
-            section,
-            "neighbor_count",
-            cfg.neighbor_count,
-            f"at least gridsize**2 = {c} neighbours to draw a group from",
+        # Say what to change: the default K = 4 only suits gridsize 1 and 2.
+        flag = f" (ptycho train and demo: --neighbor-count {c})" if section == "training" else ""
+        raise ConfigError(
+            f"{section}.neighbor_count: expected at least gridsize**2 = {c} neighbours to draw "
+            f"a group from; found {cfg.neighbor_count!r}: set neighbor_count to {c} or "
+            f"more{flag}"
         )
     if cfg.neighbor_pool_size is not None:
         _check_int(section, "neighbor_pool_size", cfg.neighbor_pool_size, minimum=c)
@@ -475,6 +477,87 @@ def _format_of(path: Path) -> str:
     raise ConfigError(f"{path}: config files must end in .yaml, .yml or .json; found {suffix!r}")
 
 
+CONFIG_MAX_DEPTH = 32
+"""Deepest nesting a config file may have; a TrainingConfig needs 2 (the file and ``model:``)."""
+CONFIG_MAX_NODES = 10_000
+"""Most values a config file may hold, YAML aliases counted as copies; a full TrainingConfig has
+about 40. A few hundred bytes of nested aliases ("billion laughs") expand to billions."""
+
+
+@functools.cache
+def _bounded_yaml_loader() -> type:
+    """``yaml.SafeLoader`` that refuses deep nesting and alias expansion while composing, before anything is built."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        """Counts each node's size with aliases expanded; nesting is checked as it is entered."""
+
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._sizes: dict[int, int] = {}  # id(node) -> its size with aliases expanded
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            """Compose as SafeLoader does, refusing nesting over ``CONFIG_MAX_DEPTH`` and sizes over ``CONFIG_MAX_NODES``."""
+            if self.check_event(yaml.AliasEvent):
+                node = super().compose_node(parent, index)
+                if id(node) not in self._sizes:  # its anchor is still being composed
+                    raise ConfigError("a YAML alias refers to a node that contains it")
+                return node
+            self._depth += 1
+            if self._depth > CONFIG_MAX_DEPTH:
+                # SafeLoader composes recursively: 50,000 levels would raise RecursionError.
+                raise ConfigError(f"nested more than {CONFIG_MAX_DEPTH} levels deep")
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+            size = 1
+            if isinstance(node, yaml.SequenceNode):
+                size += sum(self._sizes[id(item)] for item in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size += sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+            if size > CONFIG_MAX_NODES:
+                raise ConfigError(
+                    f"more than {CONFIG_MAX_NODES:,} values once YAML aliases are expanded"
+                )
+            self._sizes[id(node)] = size
+            return node
+
+    return BoundedLoader
+
+
+def _check_json_shape(data: Any) -> None:
+    """Refuse parsed JSON nested deeper than ``CONFIG_MAX_DEPTH`` or holding over ``CONFIG_MAX_NODES`` values."""
+    pending = [(data, 1)]  # iterative: the point is not to recurse
+    count = 0
+    while pending:
+        value, depth = pending.pop()
+        count += 1
+        if count > CONFIG_MAX_NODES:
+            raise ConfigError(f"more than {CONFIG_MAX_NODES:,} values")
+        if isinstance(value, dict | list):
+            if depth > CONFIG_MAX_DEPTH:
+                raise ConfigError(f"nested more than {CONFIG_MAX_DEPTH} levels deep")
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+
+
+def _parse(text: str, fmt: str) -> Any:
+    """The document in ``text``, parsed within the depth and size limits."""
+    import yaml
+
+    if fmt == "yaml":
+        return yaml.load(text, Loader=_bounded_yaml_loader())  # a SafeLoader: plain data only
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        # The C parser recurses once per level and gives up near 1,000: deeper than allowed.
+        raise ConfigError(f"nested more than {CONFIG_MAX_DEPTH} levels deep") from None
+    _check_json_shape(data)
+    return data
+
+
 def load_config(path: str | os.PathLike[str], cls: type[C] = TrainingConfig) -> C:
     """Read a YAML or JSON config file into a validated ``cls`` instance."""
     import yaml
@@ -485,10 +568,16 @@ def load_config(path: str | os.PathLike[str], cls: type[C] = TrainingConfig) -> 
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {fmt.upper()}: {exc}") from exc
+        data = _parse(text, fmt)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: refused: {exc}") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError also covers JSON syntax errors and integers over Python's 4,300-digit limit.
+        message = " ".join(str(exc).split())  # one line: YAML errors span several
+        raise ConfigError(f"{p}: not valid {fmt.upper()}: {message[:500]}") from exc
     if data is None:
         data = {}
     try:

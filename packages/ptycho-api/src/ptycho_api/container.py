@@ -153,9 +153,9 @@ def create_ptycho_data_container(
     ``RawData`` is grouped with the config's N, gridsize, ``neighbor_count`` (K), ``n_groups``
     (None: one group per scan point), ``seed``, ``sequential_sampling``, ``enable_oversampling``
     and ``neighbor_pool_size``. ``evaluation=True`` (a test scan grouped with the training
-    config) caps ``n_groups`` at the number of scan positions instead of warning or, for
-    gridsize > 1, requiring oversampling; the groups drawn are the same as with the cap written
-    in the config. A grouped dict (from ``generate_grouped_data``) is used as is.
+    config) ignores ``n_groups`` and makes one group per scan position (one per fixed group of
+    a scan that has ``groups``), so the whole scan is reconstructed. A grouped dict (from
+    ``generate_grouped_data``) is used as is.
     ``probe`` defaults to the data's ``probeGuess``; ``nphotons`` to ``config.nphotons``
     (``TrainingConfig``) or else ``params.cfg['nphotons']`` (an ``InferenceConfig`` has none; an
     archive's parameters restore it there).
@@ -167,10 +167,11 @@ def create_ptycho_data_container(
     config.validate()
     if isinstance(raw_or_grouped, RawData):
         kwargs = _grouping_kwargs(config)
-        positions = len(raw_or_grouped.xcoords)
-        if evaluation and not config.enable_oversampling and (kwargs["nsamples"] or 0) > positions:
-            logger.debug("grouping the test scan: n_groups capped at its %d positions", positions)
-            kwargs["nsamples"] = positions
+        if evaluation:
+            raw = raw_or_grouped
+            whole = len(raw.groups) if raw.groups is not None else len(raw.xcoords)
+            logger.debug("grouping the test scan: %d groups, one per position", whole)
+            kwargs["nsamples"] = whole
         grouped = raw_or_grouped.generate_grouped_data(**kwargs)
     elif isinstance(raw_or_grouped, Mapping):
         grouped = raw_or_grouped

@@ -13,6 +13,7 @@ __all__ = [
     "BackendError",
     "BackendNotInstalledError",
     "BundleError",
+    "OutputError",
 ]
 
 
@@ -38,3 +39,7 @@ class BackendNotInstalledError(BackendError):
 
 class BundleError(PtychoError):
     """A model archive is unreadable, corrupt, unsafe or unsupported (names the path and member)."""
+
+
+class OutputError(PtychoError):
+    """An output directory or file cannot be created or written (names the path and the cause)."""

@@ -21,9 +21,11 @@ from ptycho_api.physics import _result_dtype, far_field, padded_size, translate
 from ptycho_api.probe import probe_support_mask
 
 __all__ = [
+    "CANVAS_BORDER_WEIGHT",
     "CANVAS_DENOMINATOR_EPS",
     "ForwardResult",
     "center_mask",
+    "canvas_weight",
     "overlap_canvas",
     "trim_canvas",
     "extract_from_canvas",
@@ -32,8 +34,16 @@ __all__ = [
     "forward_model",
 ]
 
-CANVAS_DENOMINATOR_EPS = 0.001
-"""Added to the reassembled centre mask before dividing (B 7.6): centre values shrink by 1/1.001."""
+CANVAS_BORDER_WEIGHT = 0.001
+"""Weight of a patch's border ring (outside its centre box) in the overlap canvas (decision 1).
+
+Where a member's centre box covers a pixel, the border rings of the others barely count; where
+only border rings cover it, they are averaged. The original divided the *unweighted* sum by the
+centre-mask sum + 0.001 instead, which multiplies border-only pixels by 1000 (B 7.6): a probe
+reaching beyond the centre box then needs the border branch to predict values 1000 times too
+small, and a flat object became the easier optimum (docs/quality.md)."""
+CANVAS_DENOMINATOR_EPS = 1e-9
+"""Added to the canvas weight before dividing, so pixels no patch covers come out 0."""
 
 
 class ForwardResult(NamedTuple):
@@ -52,6 +62,13 @@ def center_mask(N: int) -> np.ndarray:
     mask = np.zeros((N, N), dtype=np.float32)
     mask[N // 4 : 3 * N // 4, N // 4 : 3 * N // 4] = 1.0
     return mask
+
+
+def canvas_weight(N: int) -> np.ndarray:
+    """Per-pixel patch weight in the overlap canvas ``(N, N)`` float32: 1 in the centre box,
+    ``CANVAS_BORDER_WEIGHT`` outside it (decision 1)."""
+    mask = center_mask(N)
+    return (mask + np.float32(CANVAS_BORDER_WEIGHT) * (1.0 - mask)).astype(np.float32)
 
 
 def _split_offsets(local_offsets: np.ndarray) -> np.ndarray:
@@ -73,12 +90,12 @@ def overlap_canvas(
 ) -> np.ndarray:
     """One overlap canvas per group (B 7.6, decision 1): ``(B, N, N, K)`` -> ``(B, P, P, 1)``.
 
-    ``object_big``: numerator = sum over members c of ``T_{-o_c}[zero-pad(O_c)]``; denominator =
-    the same sum applied to the centre mask, plus 0.001; canvas = numerator / denominator. So a
-    lone centred patch comes back scaled by 1/1.001 in its centre box and by 1000 in the border
-    ring. Offsets are used as given (grouping makes them sum to zero in each group), so a group's
-    canvas never depends on any other group. Not ``object_big``: the single channel is
-    zero-padded to P x P. Output dtype follows ``patches``.
+    ``object_big``: a weighted average of the members, numerator = sum over members c of
+    ``T_{-o_c}[zero-pad(w O_c)]``, denominator = sum of ``T_{-o_c}[zero-pad(w)]`` + 1e-9, with
+    ``w = canvas_weight(N)`` (1 in the centre box, 0.001 in the border ring). A lone patch comes
+    back unchanged; pixels no patch covers are 0. Offsets are used as given (grouping makes them
+    sum to zero in each group), so a group's canvas never depends on any other group. Not
+    ``object_big``: the single channel is zero-padded to P x P. Output dtype follows ``patches``.
     """
     patches = np.asarray(patches)
     offsets = _split_offsets(local_offsets)
@@ -94,13 +111,14 @@ def overlap_canvas(
             f"object_big=True needs one patch per offset: {n_patch_channels} patch channels, "
             f"{offsets.shape[0]} offsets"
         )
-    mask = np.broadcast_to(center_mask(N), (n_batch, N, N))
+    weight = np.broadcast_to(canvas_weight(N).astype(np.float64), (n_batch, N, N))
     numerator = np.zeros((n_batch, padded, padded), dtype=np.complex128)
     denominator = np.zeros((n_batch, padded, padded), dtype=np.float64)
     for c, offset in enumerate(offsets):
         # Reassembly moves each patch by -o_c = r_c - m: from the group centre to its own point.
-        numerator += translate(_pad_to(patches[..., c].astype(np.complex128), padded), -offset)
-        denominator += translate(_pad_to(mask.astype(np.float64), padded), -offset)
+        weighted = patches[..., c].astype(np.complex128) * weight
+        numerator += translate(_pad_to(weighted, padded), -offset)
+        denominator += translate(_pad_to(weight, padded), -offset)
     canvas = numerator / (denominator + CANVAS_DENOMINATOR_EPS)
     if not np.iscomplexobj(patches):
         canvas = canvas.real

@@ -22,7 +22,7 @@ from ptycho_api.physics import extract_patches
 if TYPE_CHECKING:
     from ptycho_api.rawdata import RawData
 
-__all__ = ["select_groups", "group_raw_data", "GROUPED_KEYS"]
+__all__ = ["select_groups", "select_fixed_groups", "group_raw_data", "GROUPED_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,11 @@ def select_groups(
     in ``sequential_sampling``). C > 1: for each seed point, C distinct members drawn at random
     among its K nearest neighbours (the seed itself excluded, so it is usually not a member;
     member order = draw order). ``sequential_sampling`` takes the first points as seeds and uses
-    ``seed`` (default 0) for the member draw. More groups than points with C > 1 requires
-    ``enable_oversampling``: groups are then drawn from the C-combinations of each seed's
-    ``neighbor_pool_size`` (default K) nearest neighbours (B 4 oversampling path).
-    Raises ``DataError`` when K < C, when there are fewer than C points, or when oversampling
-    would be needed but is not enabled.
+    ``seed`` (default 0) for the member draw. More groups than points are capped at one group
+    per point with a warning, for every C; with C > 1 and ``enable_oversampling`` they are
+    instead drawn from the C-combinations of each seed's ``neighbor_pool_size`` (default K)
+    nearest neighbours (B 4 oversampling path).
+    Raises ``DataError`` when K < C or when there are fewer than C points.
     """
     points = np.column_stack(
         [np.asarray(xcoords, dtype=np.float64), np.asarray(ycoords, dtype=np.float64)]
@@ -101,13 +101,8 @@ def select_groups(
         )
     nsamples = int(nsamples)
 
-    if nsamples > n and C > 1:
+    if nsamples > n and C > 1 and enable_oversampling:
         pool = neighbor_pool_size or K
-        if not enable_oversampling:
-            raise DataError(
-                f"{source}: nsamples (n_groups): expected at most {n} groups (one per scan "
-                f"position) unless enable_oversampling=True; found {nsamples}"
-            )
         if pool < C:
             raise DataError(
                 f"{source}: neighbor_pool_size: expected >= C = {C} for oversampling; found {pool}"
@@ -116,8 +111,15 @@ def select_groups(
 
     m = min(nsamples, n)
     if m < nsamples:
+        # The same rule for every gridsize: one group per seed position, capped, not refused.
+        hint = " (enable_oversampling draws more groups)" if C > 1 else ""
         logger.warning(
-            "%s: %d groups requested but only %d scan positions; using %d", source, nsamples, n, m
+            "%s: %d groups requested but only %d scan positions; using %d%s",
+            source,
+            nsamples,
+            n,
+            m,
+            hint,
         )
     if sequential_sampling:
         seeds = np.arange(m)
@@ -131,6 +133,40 @@ def select_groups(
     # C distinct candidates per row, in random order: the first C of a random permutation.
     order = np.argsort(rng.random(candidates.shape), axis=1)[:, :C]
     return np.take_along_axis(candidates, order, axis=1).astype(np.int64)
+
+
+def select_fixed_groups(
+    groups: np.ndarray,
+    C: int,
+    nsamples: int | None = None,
+    seed: int | None = None,
+    sequential_sampling: bool = False,
+    source: str = "<arrays>",
+) -> np.ndarray:
+    """Draw ``nsamples`` of a scan's fixed groups ``(B, C)`` (e.g. a grid scan): -> ``(m, C)`` int64.
+
+    ``sequential_sampling`` keeps the first groups in file order; otherwise the groups are drawn
+    without replacement in random order (seeded), so the validation split (the last 5 %) is a
+    random subset, as the original's shuffled grid training set is. More groups than the scan
+    holds are capped with a warning. Raises ``DataError`` when the groups do not have C members.
+    """
+    groups = np.asarray(groups)
+    if groups.ndim != 2 or groups.shape[1] != C:
+        raise DataError(
+            f"{source}: key 'groups': expected groups of C = gridsize**2 = {C} patterns (the "
+            f"model's gridsize); found groups of shape {groups.shape}. Train with the gridsize "
+            "the scan was grouped for, or remove 'groups' to group by nearest neighbours"
+        )
+    n = len(groups)
+    m = n if nsamples is None else int(nsamples)
+    if m < 1:
+        raise DataError(f"{source}: nsamples (n_groups): expected an integer >= 1; found {m}")
+    if m > n:
+        logger.warning("%s: %d groups requested but the scan holds %d; using %d", source, m, n, n)
+        m = n
+    if sequential_sampling:
+        return groups[:m].astype(np.int64)
+    return groups[np.random.default_rng(seed).permutation(n)[:m]].astype(np.int64)
 
 
 def _oversampled_groups(
@@ -190,18 +226,23 @@ def group_raw_data(
         raise DataError(
             f"{raw.source}: N: expected the pattern size of the data ({raw.N}); found N = {N}"
         )
-    nn = select_groups(
-        raw.xcoords,
-        raw.ycoords,
-        gridsize * gridsize,
-        K=K,
-        nsamples=nsamples,
-        seed=seed,
-        sequential_sampling=sequential_sampling,
-        enable_oversampling=enable_oversampling,
-        neighbor_pool_size=neighbor_pool_size,
-        source=raw.source,
-    )
+    if raw.groups is not None:
+        nn = select_fixed_groups(
+            raw.groups, gridsize * gridsize, nsamples, seed, sequential_sampling, raw.source
+        )
+    else:
+        nn = select_groups(
+            raw.xcoords,
+            raw.ycoords,
+            gridsize * gridsize,
+            K=K,
+            nsamples=nsamples,
+            seed=seed,
+            sequential_sampling=sequential_sampling,
+            enable_oversampling=enable_oversampling,
+            neighbor_pool_size=neighbor_pool_size,
+            source=raw.source,
+        )
     diffraction = np.ascontiguousarray(np.moveaxis(raw.diff3d[nn], 1, -1))
     coords_nn, coords_offsets, coords_relative = _group_coords(raw.xcoords, raw.ycoords, nn)
     start_nn, start_offsets, start_relative = _group_coords(

@@ -94,14 +94,19 @@ def ssim(prediction: np.ndarray, reference: np.ndarray, data_range: float) -> fl
     )
 
 
-def ms_ssim(prediction: np.ndarray, reference: np.ndarray, data_range: float) -> float:
+def ms_ssim(
+    prediction: np.ndarray, reference: np.ndarray, data_range: float | None = None
+) -> float:
     """Simplified MS-SSIM of B 12: product over levels of ``ssim_l ** w_l``, a float.
 
     Up to 5 levels; level l+1 decimates both images by ``[::2, ::2]``; stops before an image
     smaller than 7 px. A negative level SSIM is clamped to 1e-4, a NaN one counts as 0.
+    ``data_range`` defaults to the larger of the two images' ranges, as the original computes it.
     """
     a = np.asarray(prediction, np.float64)
     b = np.asarray(reference, np.float64)
+    if data_range is None:
+        data_range = max(float(np.ptp(a)), float(np.ptp(b))) or 1.0
     result = 1.0
     for weight in MS_SSIM_WEIGHTS:
         if min(a.shape) < 7:
@@ -218,8 +223,8 @@ def eval_reconstruction(
             ssim(amp_pred, amp_true, amp_range), ssim(phase_unit_pred, phase_unit_true, 1.0)
         ),
         "ms_ssim": pair(
-            ms_ssim(smooth_pred, smooth_true, amp_range),
-            ms_ssim(phase_unit_pred, phase_unit_true, 1.0),
+            ms_ssim(smooth_pred, smooth_true),
+            ms_ssim(phase_unit_pred, phase_unit_true),
         ),
         "frc50": pair(frc_crossing(curves[0], 0.5), frc_crossing(curves[1], 0.5)),
         "frc1over7": pair(frc_crossing(curves[0], 1 / 7), frc_crossing(curves[1], 1 / 7)),

@@ -7,20 +7,35 @@ validation, and every violation raises ``DataError`` naming the source (file pat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
+import stat
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
 from ptycho_api.atomic import atomic_path
-from ptycho_api.errors import DataError
+from ptycho_api.errors import ConfigError, DataError
 from ptycho_api.grouping import group_raw_data
 
-__all__ = ["RawData", "DIFFRACTION_KEYS", "REQUIRED_KEYS"]
+__all__ = [
+    "RawData",
+    "DIFFRACTION_KEYS",
+    "REQUIRED_KEYS",
+    "MAX_LOAD_BYTES",
+    "MAX_LOAD_BYTES_ENV",
+    "MIN_PATTERN_SIZE",
+    "MAX_COORDINATE",
+    "load_budget",
+    "open_npz",
+    "read_members",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +44,30 @@ DIFFRACTION_KEYS = ("diff3d", "diffraction")
 REQUIRED_KEYS = ("probeGuess", "xcoords", "ycoords")
 """Keys a file must hold besides one of ``DIFFRACTION_KEYS``."""
 
+MAX_LOAD_BYTES = 8 * 2**30
+"""Default most bytes (8 GiB) of arrays one NPZ may declare, summed over the keys read; checked
+from the .npy headers before any array is read. A 100,000-pattern scan of 128 x 128 float32
+patterns is 6.6 GB, and the pipeline then holds about three copies (the file's arrays, float32
+amplitudes, the grouped container), so 8 GiB of arrays already asks for ~24 GiB of memory.
+Override per call (``from_file(max_bytes=)``) or with ``$PTYCHO_MAX_LOAD_BYTES``."""
+MAX_LOAD_BYTES_ENV = "PTYCHO_MAX_LOAD_BYTES"
+"""Environment variable overriding ``MAX_LOAD_BYTES`` (bytes; ``2e10`` is accepted)."""
+MIN_PATTERN_SIZE = 4
+"""Smallest pattern side N in pixels: the smallest even side whose DC pixel (N/2, N/2) has a
+pixel on each side, i.e. that samples any spatial frequency at all. The network itself needs
+N in ``config.SUPPORTED_N`` (64, 128, 256), checked when a model is built; the data contract
+stays usable for simulation, grouping and stitching at smaller N (the tests use 16)."""
+MAX_COORDINATE = 1e6
+"""Largest |scan position| in object pixels. An object array 1e6 pixels wide (complex64) would
+take 8 TB, and a stitching canvas spanning positions of +-1e6 pixels (24 bytes per pixel: a
+complex128 sum and a float64 weight) 96 TB; float32 positions (the container's dtype) resolve
+only 1/16 pixel there. A larger value is a unit mistake (e.g. nanometres given as pixels)."""
+
 _ARRAYS = "<arrays>"
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def _shape(array: np.ndarray) -> str:
@@ -78,6 +116,18 @@ class _Check:
         self.finite(key, array)
         return array
 
+    def position(self, key: str, value: Any, length: int) -> np.ndarray:
+        """A finite ``(M,)`` vector of positions within +-``MAX_COORDINATE`` pixels, as float64."""
+        array = self.vector(key, value, length).astype(np.float64)
+        beyond = np.flatnonzero(np.abs(array) > MAX_COORDINATE)
+        if len(beyond):
+            raise self.fail(
+                key,
+                f"positions within +-{MAX_COORDINATE:g} object pixels",
+                f"{array[beyond[0]]:g} at index {int(beyond[0])}",
+            )
+        return array
+
 
 class RawData:
     """A validated scan: patterns, positions, probe and optional ground truth (B 2).
@@ -86,7 +136,9 @@ class RawData:
     ``ycoords``, ``xcoords_start``, ``ycoords_start`` ``(M,)`` float64 pixels (column, row of
     the object array); ``probeGuess`` ``(N, N)`` complex64; ``scan_index`` ``(M,)`` int64;
     ``objectGuess`` ``(H, W)`` complex64 or None; ``Y`` ``(M, N, N)`` complex64 per-position
-    ground-truth patches or None; ``metadata`` dict or None; ``source`` the file or ``<arrays>``.
+    ground-truth patches or None; ``groups`` ``(B, C)`` int64 fixed groups (pattern indices, e.g.
+    of a grid scan; grouping then draws whole groups instead of neighbours) or None;
+    ``metadata`` dict or None; ``source`` the file or ``<arrays>``.
 
     Decision 7: integer patterns are photon counts and are square-rooted (logged at INFO);
     a ``(modes, N, N)`` probe keeps mode 0 (warning when modes > 1).
@@ -105,6 +157,7 @@ class RawData:
         Y: np.ndarray | None = None,
         *,
         metadata: dict[str, Any] | None = None,
+        groups: np.ndarray | None = None,
         source: str | os.PathLike[str] = _ARRAYS,
         diffraction_key: str = "diff3d",
     ) -> None:
@@ -112,16 +165,17 @@ class RawData:
         self.source = str(source)
         self.diff3d = self._patterns(check, diffraction_key, diff3d)
         n_patterns, N = self.diff3d.shape[0], self.diff3d.shape[1]
-        self.xcoords = check.vector("xcoords", xcoords, n_patterns).astype(np.float64)
-        self.ycoords = check.vector("ycoords", ycoords, n_patterns).astype(np.float64)
+        self.xcoords = check.position("xcoords", xcoords, n_patterns)
+        self.ycoords = check.position("ycoords", ycoords, n_patterns)
         start_x = self.xcoords if xcoords_start is None else xcoords_start
         start_y = self.ycoords if ycoords_start is None else ycoords_start
-        self.xcoords_start = check.vector("xcoords_start", start_x, n_patterns).astype(np.float64)
-        self.ycoords_start = check.vector("ycoords_start", start_y, n_patterns).astype(np.float64)
+        self.xcoords_start = check.position("xcoords_start", start_x, n_patterns)
+        self.ycoords_start = check.position("ycoords_start", start_y, n_patterns)
         self.scan_index = self._scan_index(check, scan_index, n_patterns)
         self.probeGuess = self._probe(check, probeGuess, N)
         self.objectGuess = None if objectGuess is None else self._object(check, objectGuess)
         self.Y = None if Y is None else self._ground_truth(check, Y, n_patterns, N)
+        self.groups = None if groups is None else self._groups(check, groups, n_patterns)
         self.metadata = metadata
 
     # -- validation -------------------------------------------------------------------------
@@ -141,6 +195,12 @@ class RawData:
             )
         if array.shape[0] == 0 or array.shape[1] == 0:
             raise check.fail(key, "at least one non-empty pattern", _shape(array))
+        if array.shape[1] < MIN_PATTERN_SIZE:
+            raise check.fail(
+                key,
+                f"patterns of at least {MIN_PATTERN_SIZE} x {MIN_PATTERN_SIZE} pixels",
+                f"{array.shape[1]} x {array.shape[2]} patterns",
+            )
         check.finite(key, array)
         minimum = array.min()
         if minimum < 0:
@@ -149,6 +209,11 @@ class RawData:
                 key,
                 "non-negative amplitudes or counts",
                 f"value {minimum} at pattern {index[0]}, pixel {tuple(index[1:])}",
+            )
+        if not array.any():
+            # Nothing was measured: training would fit zeros and normalisation divides by zero.
+            raise check.fail(
+                key, "some non-zero amplitudes or counts", f"{array.shape[0]} all-zero patterns"
             )
         if array.dtype.kind in "iu":
             logger.info(
@@ -177,6 +242,8 @@ class RawData:
         if array.ndim == 3 and array.shape[-1] == 1 and array.shape[0] == array.shape[1] > 1:
             array = array[..., 0]  # the legacy (N, N, 1) layout of params.cfg['probe']
         elif array.ndim == 3:
+            if array.shape[0] == 0:
+                raise check.fail("probeGuess", "at least one (N, N) probe mode", _shape(array))
             if array.shape[0] > 1:
                 logger.warning(
                     "%s: probeGuess has %d modes; using mode 0 only",
@@ -195,6 +262,9 @@ class RawData:
                 f"probe of size {array.shape[0]} x {array.shape[1]}",
             )
         check.finite("probeGuess", array)
+        if not array.any():
+            # A zero probe illuminates nothing: every predicted pattern would be zero.
+            raise check.fail("probeGuess", "a probe with non-zero values", "an all-zero probe")
         return array.astype(np.complex64)
 
     @staticmethod
@@ -217,6 +287,21 @@ class RawData:
         check.finite("Y", array)
         return array.astype(np.complex64)
 
+    @staticmethod
+    def _groups(check: _Check, value: Any, length: int) -> np.ndarray:
+        array = check.numeric("groups", value, complex_ok=False)
+        if array.ndim != 2 or 0 in array.shape:
+            raise check.fail("groups", "a 2-D (B, C) array of pattern indices", _shape(array))
+        if array.dtype.kind not in "iu":
+            raise check.fail("groups", "integer pattern indices", f"dtype {array.dtype}")
+        if array.min() < 0 or array.max() >= length:
+            raise check.fail(
+                "groups",
+                f"pattern indices in [0, {length - 1}]",
+                f"values in [{array.min()}, {array.max()}]",
+            )
+        return array.astype(np.int64)
+
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
@@ -233,41 +318,19 @@ class RawData:
         return cls(xcoords, ycoords, None, None, diff3d, probeGuess, scan_index, objectGuess)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> RawData:
+    def from_file(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> RawData:
         """Read and validate an NPZ file of the B 2 contract; any violation raises ``DataError``.
 
         Reads ``diff3d`` (or ``diffraction``), ``probeGuess``, ``xcoords``, ``ycoords`` and the
         optional ``xcoords_start``, ``ycoords_start``, ``scan_index``, ``objectGuess``, ``Y``
-        (``ground_truth_patches`` when ``Y`` is absent) and ``_metadata`` (a JSON string; an
+        (``ground_truth_patches`` when ``Y`` is absent), ``groups`` and ``_metadata`` (a JSON string; an
         object array is ignored with a warning because nothing is ever unpickled). Other keys
-        (e.g. Ptychodus' ``bad_pixels``) are ignored.
+        (e.g. Ptychodus' ``bad_pixels``) are ignored. Only a regular file is opened, and every
+        array's .npy header is checked against its zip member and, summed, against
+        ``load_budget(max_bytes)`` bytes before any array is read.
         """
         path = Path(path)
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except OSError as exc:
-            raise DataError(
-                f"{path}: cannot read the file: expected a readable NPZ file; "
-                f"found {exc.strerror or exc}"
-            ) from exc
-        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-            # numpy's own message talks about pickles for any unknown format; show the bytes.
-            with open(path, "rb") as fh:
-                head = fh.read(8)
-            found = (
-                f"a damaged or truncated zip archive ({exc})"
-                if head.startswith(b"PK")
-                else f"a file that is not one (starts with {head!r})"
-            )
-            raise DataError(
-                f"{path}: expected an NPZ archive (numpy.savez, a zip file); found {found}"
-            ) from exc
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(
-                f"{path}: expected an NPZ archive of named arrays; found a single .npy array "
-                f"({_shape(npz)})"
-            )
-        with npz:
+        with open_npz(path) as npz:
             keys = set(npz.files)
             diffraction_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
             missing = [k for k in REQUIRED_KEYS if k not in keys]
@@ -279,33 +342,35 @@ class RawData:
                     f"expected {list(DIFFRACTION_KEYS)[:1] + list(REQUIRED_KEYS)}; "
                     f"found keys {sorted(keys)}"
                 )
-
-            def read(key: str) -> np.ndarray | None:
-                if key not in keys:
-                    return None
-                try:
-                    return npz[key]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-                    raise DataError(
-                        f"{path}: key '{key}': expected a plain numeric array; "
-                        f"found an unreadable member ({exc})"
-                    ) from exc
-
-            ground_truth = read("Y") if "Y" in keys else read("ground_truth_patches")
-            return cls(
-                read("xcoords"),
-                read("ycoords"),
-                read("xcoords_start"),
-                read("ycoords_start"),
-                read(diffraction_key),
-                read("probeGuess"),
-                read("scan_index"),
-                read("objectGuess"),
-                ground_truth,
-                metadata=_read_metadata(npz, path),
-                source=path,
-                diffraction_key=diffraction_key,
-            )
+            truth_key = "Y" if "Y" in keys else "ground_truth_patches"
+            wanted = [
+                *("xcoords", "ycoords", "xcoords_start", "ycoords_start"),
+                *(diffraction_key, "probeGuess", "scan_index", "objectGuess", truth_key, "groups"),
+            ]
+            if "_metadata" in keys:
+                if _declared(npz, path, "_metadata").dtype.hasobject:
+                    logger.warning(
+                        "%s: '_metadata' is a pickled object array; ignored (never unpickled)",
+                        path,
+                    )
+                else:
+                    wanted.append("_metadata")
+            arrays = read_members(npz, path, [k for k in wanted if k in keys], max_bytes=max_bytes)
+        return cls(
+            arrays["xcoords"],
+            arrays["ycoords"],
+            arrays.get("xcoords_start"),
+            arrays.get("ycoords_start"),
+            arrays[diffraction_key],
+            arrays["probeGuess"],
+            arrays.get("scan_index"),
+            arrays.get("objectGuess"),
+            arrays.get(truth_key),
+            metadata=_read_metadata(arrays.get("_metadata"), path),
+            groups=arrays.get("groups"),
+            source=path,
+            diffraction_key=diffraction_key,
+        )
 
     def to_file(self, path: str | os.PathLike[str], compress: bool = True) -> Path:
         """Write the contract keys (and ``_metadata`` as a JSON string) to an NPZ, atomically."""
@@ -322,6 +387,8 @@ class RawData:
             arrays["objectGuess"] = self.objectGuess
         if self.Y is not None:
             arrays["Y"] = self.Y
+        if self.groups is not None:
+            arrays["groups"] = self.groups
         if self.metadata is not None:
             arrays["_metadata"] = np.array(json.dumps(self.metadata))
         save = np.savez_compressed if compress else np.savez
@@ -373,13 +440,183 @@ class RawData:
         )
 
 
-def _read_metadata(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, Any] | None:
-    if "_metadata" not in npz.files:
-        return None
+def load_budget(max_bytes: int | None = None) -> int:
+    """Most bytes of arrays to read from one NPZ: ``max_bytes``, ``$PTYCHO_MAX_LOAD_BYTES`` or ``MAX_LOAD_BYTES``."""
+    if max_bytes is not None:
+        return int(max_bytes)
+    text = os.environ.get(MAX_LOAD_BYTES_ENV)
+    if text is None:
+        return MAX_LOAD_BYTES
     try:
-        raw = npz["_metadata"]
-    except ValueError:
-        logger.warning("%s: '_metadata' is a pickled object array; ignored (never unpickled)", path)
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        value = 0
+    if value <= 0:
+        raise ConfigError(
+            f"environment variable {MAX_LOAD_BYTES_ENV}: expected a positive number of bytes; "
+            f"found {text!r}"
+        )
+    return value
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype declared by the .npy header at ``fp``; reads the header only."""
+    version = np.lib.format.read_magic(fp)
+    reader = _NPY_HEADER_READERS.get(version)
+    if reader is None:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    shape, _, dtype = reader(fp)
+    return shape, dtype
+
+
+@contextlib.contextmanager
+def open_npz(path: str | os.PathLike[str]) -> Iterator[np.lib.npyio.NpzFile]:
+    """Open ``path`` as an NPZ archive of named arrays (closed on exit); else raise ``DataError``.
+
+    Nothing but a regular file is opened: a FIFO would block and a device never end. Arrays are
+    not read; a single .npy file is described from its header, not loaded.
+    """
+    path = Path(path)
+    npy = None
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with open(path, "rb") as fh:
+                head = fh.read(len(np.lib.format.MAGIC_PREFIX))
+                if head == np.lib.format.MAGIC_PREFIX:
+                    fh.seek(0)
+                    npy = _npy_header(fh)
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot read the file: expected a readable NPZ file; "
+            f"found {exc.strerror or exc}"
+        ) from exc
+    except ValueError as exc:  # a .npy file with a damaged header
+        raise DataError(
+            f"{path}: expected an NPZ archive; found a damaged .npy file ({exc})"
+        ) from exc
+    if not stat.S_ISREG(mode):
+        raise DataError(
+            f"{path}: cannot read the file: expected a regular NPZ file; found {_file_kind(mode)}"
+        )
+    if npy is not None:
+        raise DataError(
+            f"{path}: expected an NPZ archive of named arrays; found a single .npy array "
+            f"(shape {npy[0]} {npy[1]})"
+        )
+    if not head.startswith(b"PK"):
+        # numpy's own message talks about pickles for any unknown format; show the bytes.
+        raise DataError(
+            f"{path}: expected an NPZ archive (numpy.savez, a zip file); found a file that is "
+            f"not one (starts with {head[:8]!r})"
+        )
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot read the file: expected a readable NPZ file; "
+            f"found {exc.strerror or exc}"
+        ) from exc
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{path}: expected an NPZ archive (numpy.savez, a zip file); "
+            f"found a damaged or truncated zip archive ({exc})"
+        ) from exc
+    with npz:
+        yield npz
+
+
+class _Declared(NamedTuple):
+    """What a member's .npy header declares."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+    """``prod(shape) * itemsize``: what reading the array allocates."""
+
+
+def _declared(npz: np.lib.npyio.NpzFile, path: Path, key: str) -> _Declared:
+    """Read ``key``'s .npy header (not its data) and check it against the zip member's size."""
+    name = f"{key}.npy" if f"{key}.npy" in npz.zip.namelist() else key
+    info = npz.zip.getinfo(name)
+    try:
+        with npz.zip.open(info) as fp:
+            shape, dtype = _npy_header(fp)
+            data_bytes = info.file_size - fp.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{path}: key '{key}': expected a .npy array; found an unreadable member ({exc})"
+        ) from exc
+    if any(n < 0 for n in shape):
+        raise DataError(f"{path}: key '{key}': expected a shape of sizes >= 0; found {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    # Object arrays are pickles whose size says nothing; they are refused unread by the caller.
+    if not dtype.hasobject and nbytes > data_bytes:
+        # The header may claim any shape: numpy would allocate it all before finding the data
+        # short, so a few bytes could ask for terabytes.
+        raise DataError(
+            f"{path}: key '{key}': expected the {nbytes:,} bytes its header declares "
+            f"(shape {shape} {dtype}); found {data_bytes:,} bytes in the archive member"
+        )
+    return _Declared(shape, dtype, nbytes)
+
+
+def read_members(
+    npz: np.lib.npyio.NpzFile,
+    path: str | os.PathLike[str],
+    keys: Iterable[str],
+    *,
+    max_bytes: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Read the arrays ``keys`` of an open NPZ, after checking every header; else ``DataError``.
+
+    Each header must match its zip member, no array may hold Python objects, and their sizes
+    summed must fit ``load_budget(max_bytes)`` bytes, all before any array is allocated.
+    """
+    path = Path(path)
+    keys = list(keys)
+    declared = {key: _declared(npz, path, key) for key in keys}
+    for key, header in declared.items():
+        if header.dtype.hasobject:
+            raise DataError(
+                f"{path}: key '{key}': expected a plain numeric array; found dtype object "
+                "(pickled Python objects, never loaded)"
+            )
+    budget = load_budget(max_bytes)
+    total = sum(header.nbytes for header in declared.values())
+    if total > budget:
+        key, header = max(declared.items(), key=lambda item: item[1].nbytes)
+        raise DataError(
+            f"{path}: key '{key}': expected arrays of at most {budget:,} bytes in all "
+            f"(${MAX_LOAD_BYTES_ENV} raises the limit); found {total:,} bytes declared, "
+            f"{header.nbytes:,} of them for shape {header.shape} {header.dtype}"
+        )
+    arrays = {}
+    for key in keys:
+        try:
+            arrays[key] = npz[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(
+                f"{path}: key '{key}': expected a plain numeric array; "
+                f"found an unreadable member ({exc})"
+            ) from exc
+    return arrays
+
+
+def _read_metadata(raw: np.ndarray | None, path: Path) -> dict[str, Any] | None:
+    """The ``_metadata`` JSON object, or None (absent, or not a JSON object: warned)."""
+    if raw is None:
         return None
     try:
         data = json.loads(str(raw.item() if raw.ndim == 0 else raw))

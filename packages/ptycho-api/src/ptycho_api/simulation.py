@@ -59,6 +59,8 @@ def illuminate_and_diffract(
     probe: np.ndarray,
     nphotons: float,
     rng: np.random.Generator | None,
+    *,
+    scale: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Diffraction amplitudes of object patches: ``(M, N, N)`` complex -> ``((M, N, N) float32, s_sim)``.
 
@@ -66,16 +68,20 @@ def illuminate_and_diffract(
     ``nphotons`` on average; ``counts ~ Poisson(far_field(s_sim * Y * P)^2)`` (B 6.2) and the
     returned amplitudes are ``sqrt(counts) / s_sim`` (the file's arbitrary scale, B 11.2).
     ``rng`` None gives the noiseless amplitudes ``far_field(Y * P)`` with the same ``s_sim``.
-    ``probe`` is used raw (not normalised), as in the original simulator.
+    ``probe`` is used raw (not normalised), as in the original simulator. ``scale`` imposes
+    ``s_sim`` (a test set simulated with its training set's scale); ``nphotons`` is then unused.
     """
     patches = np.asarray(patches)
     probe = np.asarray(probe).astype(np.complex128)
-    mean_energy = np.mean(np.sum((np.abs(patches) * np.abs(probe)) ** 2, axis=(1, 2)))
-    if not mean_energy > 0:
-        raise ConfigError(
-            "simulation: the illuminated object is zero everywhere; nothing to diffract"
-        )
-    s_sim = math.sqrt(nphotons / float(mean_energy))
+    if scale is None:
+        mean_energy = np.mean(np.sum((np.abs(patches) * np.abs(probe)) ** 2, axis=(1, 2)))
+        if not mean_energy > 0:
+            raise ConfigError(
+                "simulation: the illuminated object is zero everywhere; nothing to diffract"
+            )
+        s_sim = math.sqrt(nphotons / float(mean_energy))
+    else:
+        s_sim = float(scale)
     out = np.empty(patches.shape, dtype=np.float32)
     for lo in range(0, len(patches), _CHUNK):
         amplitude = far_field(patches[lo : lo + _CHUNK].astype(np.complex128) * probe)

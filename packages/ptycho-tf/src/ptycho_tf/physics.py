@@ -11,7 +11,7 @@ import math
 
 import tensorflow as tf
 
-from ptycho_api.forward import CANVAS_DENOMINATOR_EPS
+from ptycho_api.forward import CANVAS_DENOMINATOR_EPS, canvas_weight
 from ptycho_api.probe import probe_support_mask
 
 __all__ = [
@@ -101,19 +101,20 @@ def overlap_canvas(
 ) -> tf.Tensor:
     """One overlap canvas per group (B 7.6, decision 1): ``(B, N, N, K)`` c64 -> ``(B, P, P, 1)`` c64.
 
-    ``object_big``: sum over members of the padded patch translated by ``-o_c``, divided by the
-    same sum of the centre mask plus 0.001 (real and imaginary parts separately). Otherwise the
+    ``object_big``: the weighted average of the members, each padded patch times
+    ``canvas_weight`` (1 in the centre box, 0.001 outside) translated by ``-o_c``, divided by the
+    translated weights' sum plus 1e-9 (real and imaginary parts separately). Otherwise the
     single channel is zero-padded to ``P x P``. ``local_offsets`` ``(B, 1, 2, C)`` float32.
     """
     if not object_big:
         return _pad_to(patches, padded)
     N = patches.shape[1]
     C = local_offsets.shape[-1]
-    # (B, N, N, C) -> (B*C, N, N) in flat order, then real, imag and the centre mask as three
-    # channels so that one translation call moves numerator and denominator together.
+    # (B, N, N, C) -> (B*C, N, N) in flat order, then weighted real, weighted imag and the
+    # weight as three channels so that one translation call moves numerator and denominator.
     flat = tf.reshape(tf.transpose(patches, (0, 3, 1, 2)), (-1, N, N))
-    mask = tf.broadcast_to(center_mask(N), tf.shape(flat))
-    stacked = tf.stack([tf.math.real(flat), tf.math.imag(flat), mask], axis=-1)
+    weight = tf.broadcast_to(tf.constant(canvas_weight(N)), tf.shape(flat))
+    stacked = tf.stack([tf.math.real(flat) * weight, tf.math.imag(flat) * weight, weight], axis=-1)
     moved = translate(_pad_to(stacked, padded), -_split_offsets(local_offsets))
     summed = tf.reduce_sum(tf.reshape(moved, (-1, C, padded, padded, 3)), axis=1)
     denominator = summed[..., 2:3] + CANVAS_DENOMINATOR_EPS

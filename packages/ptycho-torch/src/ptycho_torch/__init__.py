@@ -5,4 +5,4 @@ Importing this package does not import PyTorch itself; the backend module does.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ptycho_api.forward import CANVAS_DENOMINATOR_EPS, center_mask
+from ptycho_api.forward import CANVAS_DENOMINATOR_EPS, canvas_weight, center_mask
 from ptycho_api.probe import probe_support_mask
 
 __all__ = [
@@ -43,8 +43,7 @@ def interpolation_matrix(
     pixel), so the fraction is the same for every pixel; gradients flow to ``start`` through ``f``.
     """
     # The start (an offset minus an integer margin) and its fraction are formed in float64, as the
-    # reference does: a float32 fraction would carry ~1e-7 absolute error that the canvas's
-    # 1/(mask + 0.001) division amplifies where the mask weight is small.
+    # reference does, so the translation matches it to float32 rounding of the result.
     start = start.to(torch.float64)
     a = torch.floor(start)
     frac = (start - a).to(dtype)[:, None, None]
@@ -110,8 +109,9 @@ def overlap_canvas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One overlap canvas per group (B 7.6, decision 1): ``(B, K, N, N)`` x2 -> ``(B, P, P)`` x2.
 
-    ``object_big``: canvas = sum_c ``T_{-o_c}[pad(O_c)]`` / (sum_c ``T_{-o_c}[pad(centre mask)]`` + 0.001),
-    real and imaginary parts separately; ``o_c = local_offsets[:, 0, :, c]``. Padding and translation
+    ``object_big``: canvas = sum_c ``T_{-o_c}[pad(w O_c)]`` / (sum_c ``T_{-o_c}[pad(w)]`` + 1e-9) with
+    ``w = canvas_weight(N)`` (1 in the centre box, 0.001 outside), real and imaginary parts
+    separately; ``o_c = local_offsets[:, 0, :, c]``. Padding and translation
     are fused: sampling the unpadded patch at padded coordinates is the same as translating the
     zero-padded patch, since padded pixels are zero anyway. Otherwise K == 1 and the patch is
     zero-padded to P x P.
@@ -122,8 +122,11 @@ def overlap_canvas(
         return F.pad(re[:, 0], (p, p, p, p)), F.pad(im[:, 0], (p, p, p, p))
     C = local_offsets.shape[-1]
     offsets = _split_offsets(local_offsets).to(torch.float64)
-    mask = center_mask_tensor(N, re.device).to(re.dtype).expand(B * C, 1, N, N)
-    stacked = torch.cat([re.reshape(B * C, 1, N, N), im.reshape(B * C, 1, N, N), mask], dim=1)
+    weight = torch.from_numpy(canvas_weight(N)).to(device=re.device, dtype=re.dtype)
+    weight = weight.expand(B * C, 1, N, N)
+    stacked = torch.cat(
+        [re.reshape(B * C, 1, N, N) * weight, im.reshape(B * C, 1, N, N) * weight, weight], dim=1
+    )
     # T_{-o}[pad_p(I)](i) = I(i - p + o): sample at start o - p.
     moved = bilinear_sample(stacked, offsets[:, 1] - p, offsets[:, 0] - p, (padded, padded))
     sums = moved.reshape(B, C, 3, padded, padded).sum(dim=1)

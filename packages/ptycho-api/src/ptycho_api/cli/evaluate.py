@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_api.cli.console import echo, format_metrics_table, header, write_json
-from ptycho_api.cli.outputs import RECONSTRUCTION_NPZ, evaluate_against
+from ptycho_api.cli.outputs import RECONSTRUCTION_NPZ, evaluate_against, output_errors
 from ptycho_api.errors import DataError
-from ptycho_api.rawdata import RawData
+from ptycho_api.rawdata import RawData, open_npz, read_members
 
 EXAMPLE = """example:
   ptycho evaluate --reconstruction recon1/reconstruction.npz --ground-truth data/test_data.npz
@@ -49,16 +49,16 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def _load_reconstruction(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in RECON_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing key(s) {missing}; expected {list(RECON_KEYS)}, found {sorted(npz.files)}"
-                )
-            return np.asarray(npz["object"]), np.asarray(npz["global_offsets"]), int(npz["M"])
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as NPZ ({exc})") from exc
+    with open_npz(path) as npz:
+        missing = [k for k in RECON_KEYS if k not in npz.files]
+        if missing:
+            raise DataError(
+                f"{path}: missing key(s) {missing}; expected {list(RECON_KEYS)}, found {sorted(npz.files)}"
+            )
+        arrays = read_members(npz, path, RECON_KEYS)
+    if arrays["M"].size != 1 or arrays["M"].dtype.kind not in "iu":
+        raise DataError(f"{path}: key 'M': expected one integer crop size; found {arrays['M']!r}")
+    return arrays["object"], arrays["global_offsets"], int(arrays["M"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
     metrics, _, _ = evaluate_against(image, truth, offsets, M)
     echo(format_metrics_table(metrics))
     target = args.output or args.reconstruction.with_name("metrics.json")
-    echo(f"metrics: {write_json(target, metrics)}")
+    with output_errors(target.parent):
+        echo(f"metrics: {write_json(target, metrics)}")
     return 0

@@ -2,19 +2,90 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import os
+import platform
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ptycho_api.atomic import atomic_path
-from ptycho_api.cli.console import write_json
+from ptycho_api.cli.console import package_versions, write_json
+from ptycho_api.config import TrainingConfig
+from ptycho_api.errors import OutputError
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.plots import plot_reconstruction
 
-__all__ = ["RECONSTRUCTION_NPZ", "write_reconstruction", "evaluate_against"]
+__all__ = [
+    "RECONSTRUCTION_NPZ",
+    "write_reconstruction",
+    "evaluate_against",
+    "prepare_output_dir",
+    "output_errors",
+    "PROVENANCE_JSON",
+    "file_record",
+    "provenance_record",
+]
 
 RECONSTRUCTION_NPZ = "reconstruction.npz"
+PROVENANCE_JSON = "provenance.json"
+
+# Errors only a write can cause: wherever they come from, they are about the outputs.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def _cause(exc: OSError) -> str:
+    """One line saying what went wrong: the OS message and the file it concerns."""
+    text = str(exc).strip()
+    what = exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+    return f"{what} ({exc.filename})" if exc.filename else what
+
+
+def prepare_output_dir(directory: Path) -> Path:
+    """Create ``directory`` and write, sync and remove a probe file in it; else ``OutputError``.
+
+    Run before a backend is imported or data are read, so that a read-only, full or misnamed
+    output directory stops a run at once, not after training.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".ptycho-write-check-", dir=directory)
+        try:
+            os.write(fd, b"ptycho")
+            os.fsync(fd)  # a full disk may accept the bytes into the cache and refuse them here
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise OutputError(
+            f"{directory}: output directory: expected a directory that can be created and "
+            f"written; found {_cause(exc)}"
+        ) from exc
+    return directory
+
+
+@contextlib.contextmanager
+def output_errors(directory: Path) -> Iterator[None]:
+    """Turn an OSError from writing into ``directory`` (or a full or read-only disk) into ``OutputError``."""
+    try:
+        yield
+    except OSError as exc:
+        root = Path(directory).resolve()
+        name = exc.filename
+        target = Path(os.fsdecode(name)).resolve() if isinstance(name, str | bytes) else None
+        if exc.errno not in _WRITE_ERRNOS and (target is None or not target.is_relative_to(root)):
+            raise
+        raise OutputError(
+            f"{directory}: cannot write the outputs: expected a writable directory with free "
+            f"space; found {_cause(exc)}"
+        ) from exc
 
 
 def evaluate_against(
@@ -67,3 +138,32 @@ def write_reconstruction(
             directory / "reconstruction.png", np.abs(image), np.angle(image), title=title
         )
     return out
+
+
+def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A data file's absolute path, size in bytes and SHA-256 (hex), read in one pass."""
+    resolved = Path(path).resolve()
+    with open(resolved, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size  # of the file hashed, not of a later replacement
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"path": str(resolved), "size_bytes": size, "sha256": digest}
+
+
+def provenance_record(config: TrainingConfig, command: Sequence[str]) -> dict[str, Any]:
+    """What ``provenance.json`` holds: the command, data files, package versions, time.
+
+    The config schema has no place for checksums (a saved ``config.yaml`` must load again with
+    ``--config``), so they are kept in this separate record.
+    """
+    files = {
+        name: file_record(path)
+        for name in ("train_data_file", "test_data_file")
+        if (path := getattr(config, name)) is not None
+    }
+    return {
+        "command": list(command),
+        "data_files": files,
+        "packages": {**package_versions(), "numpy": np.__version__},
+        "python": platform.python_version(),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

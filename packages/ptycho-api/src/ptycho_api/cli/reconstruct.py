@@ -8,7 +8,7 @@ from pathlib import Path
 from ptycho_api import params
 from ptycho_api.backend import select_backend
 from ptycho_api.cli.console import announce, echo, format_metrics_table
-from ptycho_api.cli.outputs import write_reconstruction
+from ptycho_api.cli.outputs import output_errors, prepare_output_dir, write_reconstruction
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError
 from ptycho_api.rawdata import RawData
@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="default inference_outputs",
     )
     p.add_argument(
-        "--backend", help="tensorflow|tf|pytorch|torch|auto; any backend runs any archive"
+        "--backend",
+        help="tensorflow|tf|pytorch|torch|auto; any backend runs any archive (default auto: "
+        "the selection ladder)",
     )
     p.add_argument(
         "--batch-size", type=int, default=64, help="patterns per predict batch (default 64)"
@@ -51,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument(
         "--n-groups", type=int, help="groups to reconstruct (default: one per scan point)"
     )
-    p.add_argument("--seed", type=int, help="seed for grouping")
+    p.add_argument("--seed", type=int, help="seed for grouping (default none: unseeded)")
     p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
     p.set_defaults(run=run)
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """Reconstruct from the command line."""
     if not args.model.exists():
         raise BundleError(f"{args.model}: no such model archive or directory")
+    prepare_output_dir(args.output_dir)
     announce("reconstruct", args)
     raw = RawData.from_file(args.data)
     backend = select_backend(args.backend)
@@ -81,15 +84,15 @@ def run(args: argparse.Namespace) -> int:
         backend, model, container, float(restored["intensity_scale"]), batch_size=args.batch_size
     )
     canvas = stitch_patches(backend, patches, container.global_offsets, M=args.M)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    written = write_reconstruction(
-        args.output_dir,
-        canvas,
-        container.global_offsets,
-        args.M,
-        ground_truth=raw.objectGuess,
-        title=f"reconstruction ({backend.name})",
-    )
+    with output_errors(args.output_dir):
+        written = write_reconstruction(
+            args.output_dir,
+            canvas,
+            container.global_offsets,
+            args.M,
+            ground_truth=raw.objectGuess,
+            title=f"reconstruction ({backend.name})",
+        )
     echo(f"reconstruction: {written['npz']}")
     echo(f"figure:         {written['png']}")
     if "metrics" in written:

@@ -8,15 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_api.cli.console import echo, header
+from ptycho_api.cli.outputs import output_errors, prepare_output_dir
 from ptycho_api.errors import DataError
+from ptycho_api.grid import grid_layout, simulate_grid
 from ptycho_api.objects import OBJECT_KINDS
-from ptycho_api.rawdata import RawData
+from ptycho_api.probe import PROBE_KINDS, builtin_probe, prepare_probe
+from ptycho_api.rawdata import RawData, open_npz, read_members
 from ptycho_api.simulation import make_train_test_pair, simulate_to_file
 
 EXAMPLE = """example:
   ptycho simulate --output scan.npz --n-images 500 --object lines --seed 1
   ptycho simulate --pair --output-dir data --n-images 1024 --n-test 512 --nphotons 1e6
   ptycho simulate --output mine.npz --object-file my_object.npz --probe-file my_probe.npz
+  ptycho simulate --scan grid --gridsize 2 --pair --output-dir grid2 --probe defocused \\
+      --probe-smoothing 0.5     # the published grid 'lines' protocol
 """
 
 
@@ -77,31 +82,138 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="NPZ holding 'probeGuess' (N, N) to use instead of the default probe",
     )
     p.add_argument(
+        "--probe",
+        choices=list(PROBE_KINDS),
+        default="disk",
+        help="built-in probe when there is no --probe-file: the idealised 'disk' or a "
+        "'defocused' zone-plate probe (default disk)",
+    )
+    p.add_argument(
+        "--probe-smoothing",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="bring the probe to N (edge-padded amplitude, extrapolated quadratic phase) and "
+        "smooth it with a Gaussian of SIGMA pixels, as the published protocol prepares its "
+        "experimental probe (default 0: the probe is used as it is)",
+    )
+    p.add_argument(
         "--no-noise", action="store_true", help="noiseless amplitudes (no Poisson sampling)"
+    )
+    grid = p.add_argument_group(
+        "grid scan (--scan grid): the published 'lines' protocol; groups of gridsize^2 patterns "
+        "on a regular grid, stored as fixed groups"
+    )
+    grid.add_argument(
+        "--scan",
+        choices=("random", "grid"),
+        default="random",
+        help="random positions (default) or a regular grid of groups",
+    )
+    grid.add_argument("--gridsize", type=int, default=1, help="patterns per group side (default 1)")
+    grid.add_argument(
+        "--size", type=int, default=392, help="side of each object image in pixels (default 392)"
+    )
+    grid.add_argument(
+        "--offset", type=int, default=4, help="spacing of a group's patterns in pixels (default 4)"
+    )
+    grid.add_argument(
+        "--outer-offset",
+        type=int,
+        default=8,
+        help="twice the spacing of neighbouring groups, pixels (default 8; training set)",
+    )
+    grid.add_argument(
+        "--outer-offset-test",
+        type=int,
+        default=20,
+        help="the same for the test set of --pair (default 20)",
+    )
+    grid.add_argument(
+        "--n-objects", type=int, default=2, help="object images per grid scan (default 2)"
     )
     p.set_defaults(run=run)
 
 
 def _array_from(path: Path, key: str) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if key not in npz.files:
-                raise DataError(f"{path}: missing key {key!r}; found keys {sorted(npz.files)}")
-            return np.asarray(npz[key])
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as NPZ ({exc})") from exc
+    with open_npz(path) as npz:
+        if key not in npz.files:
+            raise DataError(f"{path}: missing key {key!r}; found keys {sorted(npz.files)}")
+        return read_members(npz, path, [key])[key]
+
+
+def _probe(args: argparse.Namespace) -> np.ndarray:
+    """The probe of the command line: a file's or a built-in one, prepared when asked."""
+    probe = (
+        _array_from(args.probe_file, "probeGuess")
+        if args.probe_file
+        else builtin_probe(args.probe, args.N)
+    )
+    if args.probe_smoothing:
+        probe = np.asarray(probe)
+        probe = probe[0] if probe.ndim == 3 else probe
+        probe = prepare_probe(probe, max(args.N, probe.shape[-1]), args.probe_smoothing)
+    return probe
+
+
+def _run_grid(args: argparse.Namespace) -> list[Path]:
+    """Grid scans: one file, or a train/test pair sharing the training set's intensity scale."""
+    probe = np.asarray(_probe(args))
+    N = probe.shape[-1]
+
+    def scan(outer_offset: int, seed: int, scale: float | None = None) -> object:
+        layout = grid_layout(N, args.gridsize, args.offset, outer_offset, args.size)
+        return simulate_grid(
+            layout,
+            probe,
+            n_objects=args.n_objects,
+            nphotons=args.nphotons,
+            seed=seed,
+            obj=args.object,
+            intensity_scale=scale,
+        )
+
+    if not args.pair:
+        if args.output is None:
+            raise DataError("simulate: expected --output FILE (or --pair with --output-dir)")
+        return [scan(args.outer_offset, args.seed).raw.to_file(args.output)]
+    if args.output_dir is None:
+        raise DataError("simulate --pair: expected --output-dir; found --output")
+    train = scan(args.outer_offset, args.seed)
+    test = scan(args.outer_offset_test, args.seed + 1, train.intensity_scale)
+    return [
+        train.raw.to_file(Path(args.output_dir) / "train_data.npz"),
+        test.raw.to_file(Path(args.output_dir) / "test_data.npz"),
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     """Simulate and report the files written."""
     echo(header("simulate"))
+    directory = args.output_dir if args.output_dir is not None else args.output.parent
+    prepare_output_dir(directory)
+    with output_errors(directory):
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """Simulate into the checked output directory and report the files written."""
+    if args.scan == "grid":
+        if args.object_file:
+            raise DataError(
+                "simulate --scan grid: expected a built-in --object; found --object-file"
+            )
+        for path in _run_grid(args):
+            raw = RawData.from_file(path)
+            echo(f"wrote {path} ({len(raw.groups)} groups of {raw.groups.shape[1]} patterns)")
+        return 0
     kwargs = {
         "nphotons": args.nphotons,
         "poisson_noise": not args.no_noise,
         "obj": _array_from(args.object_file, "objectGuess") if args.object_file else args.object,
     }
-    if args.probe_file:
-        kwargs["probe"] = _array_from(args.probe_file, "probeGuess")
+    if args.probe_file or args.probe != "disk" or args.probe_smoothing:
+        kwargs["probe"] = _probe(args)
     else:
         kwargs["N"] = args.N
     if args.pair:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history
-from ptycho_api.cli.outputs import write_reconstruction
+from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history, write_json
+from ptycho_api.cli.outputs import (
+    PROVENANCE_JSON,
+    output_errors,
+    prepare_output_dir,
+    provenance_record,
+    write_reconstruction,
+)
 from ptycho_api.config import TrainingConfig, load_config, save_config
 from ptycho_api.plots import plot_training_history
 from ptycho_api.rawdata import RawData
@@ -29,24 +36,69 @@ OVERRIDES = {
     "nphotons": ("nphotons", None),
     "seed": ("seed", None),
     "gridsize": ("gridsize", "model"),
+    "neighbor_count": ("neighbor_count", None),
     "n_filters_scale": ("n_filters_scale", "model"),
 }
 
 
-def add_common_training(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``demo``: backend, config file, overrides, output dir."""
-    p.add_argument("--backend", help="tensorflow|tf|pytorch|torch|auto (default: selection ladder)")
-    p.add_argument("--config", type=Path, help="YAML or JSON TrainingConfig (nested 'model:')")
+def _short(value: float) -> str:
+    """``1e9`` rather than ``1e+09``: the way the value is written on the command line."""
+    return f"{value:g}".replace("e+0", "e").replace("e+", "e")
+
+
+def add_common_training(
+    p: argparse.ArgumentParser, defaults: TrainingConfig, *, n_groups_default: str | None = None
+) -> None:
+    """Options shared by ``train`` and ``demo``, with ``defaults``' values shown in the help."""
     p.add_argument(
-        "--output-dir", type=Path, help="where outputs go (default: the config's output_dir)"
+        "--backend",
+        help=f"tensorflow|tf|pytorch|torch|auto (default {defaults.backend}: the selection ladder)",
     )
-    p.add_argument("--epochs", type=int, help="override nepochs")
-    p.add_argument("--batch-size", type=int, help="override batch_size (a power of two)")
-    p.add_argument("--gridsize", type=int, help="override model.gridsize")
-    p.add_argument("--n-filters-scale", type=int, help="override model.n_filters_scale")
-    p.add_argument("--n-groups", type=int, help="override n_groups (groups drawn for training)")
-    p.add_argument("--nphotons", type=float, help="override nphotons")
-    p.add_argument("--seed", type=int, help="seed for grouping, initialisation and shuffling")
+    p.add_argument("--config", type=Path, help="YAML or JSON TrainingConfig (nested 'model:')")
+    # These stay None when not given, so that a --config file's values are kept; the help shows
+    # what is used when neither the option nor the file sets them.
+    o = p.add_argument_group(
+        "training options",
+        "Each overrides the --config file's value; without either, the default shown applies.",
+    )
+    o.add_argument(
+        "--output-dir", type=Path, help=f"where outputs go (default {defaults.output_dir})"
+    )
+    o.add_argument("--epochs", type=int, help=f"nepochs (default {defaults.nepochs})")
+    o.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"batch_size, a power of two (default {defaults.batch_size})",
+    )
+    o.add_argument(
+        "--gridsize",
+        type=int,
+        help=f"model.gridsize: groups of gridsize**2 patterns (default {defaults.model.gridsize})",
+    )
+    o.add_argument(
+        "--neighbor-count",
+        type=int,
+        help="neighbor_count K: a group's members are drawn among each seed position's K "
+        f"nearest neighbours; needs K >= gridsize**2 (default {defaults.neighbor_count})",
+    )
+    o.add_argument(
+        "--n-filters-scale",
+        type=int,
+        help=f"model.n_filters_scale (default {defaults.model.n_filters_scale})",
+    )
+    o.add_argument(
+        "--n-groups",
+        type=int,
+        help="n_groups: groups drawn for training, at most one per scan position unless "
+        f"enable_oversampling (default {n_groups_default or defaults.n_groups})",
+    )
+    o.add_argument("--nphotons", type=float, help=f"nphotons (default {_short(defaults.nphotons)})")
+    o.add_argument(
+        "--seed",
+        type=int,
+        help="seed for grouping, initialisation and shuffling (default "
+        f"{'none: unseeded' if defaults.seed is None else defaults.seed})",
+    )
     p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
 
 
@@ -65,7 +117,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument(
         "--test-data", type=Path, help="test NPZ: reconstructed and evaluated after training"
     )
-    add_common_training(p)
+    add_common_training(p, TrainingConfig())
     p.set_defaults(run=run)
 
 
@@ -89,14 +141,24 @@ def train_and_report(
     test_raw: RawData | None,
     *,
     M: int,
+    command: Sequence[str],
     backend: str | None = None,
 ) -> dict[str, Any]:
-    """Train, write every output into ``config.output_dir``, print where they are."""
+    """Train, write every output into ``config.output_dir``, print where they are.
+
+    ``command`` (the command line) and the data files named in ``config`` go into
+    ``provenance.json`` beside ``config.yaml``.
+    """
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Hashed before training: the record is of the files as they were read, even if they are
+    # replaced during a long run.
+    provenance = provenance_record(config, command)
     results = train_cdi_model(train_raw, test_raw, config, backend=backend)
     impl, history = results["backend"], results["history"]
     save_config(config, out_dir / "config.yaml")
+    provenance["backend"] = {"name": impl.name, "framework_version": impl.framework_version()}
+    write_json(out_dir / PROVENANCE_JSON, provenance)
     json_path, csv_path = write_history(out_dir, history)
     loss_png = plot_training_history(
         out_dir / "loss.png",
@@ -131,6 +193,10 @@ def train_and_report(
 def run(args: argparse.Namespace) -> int:
     """Train from the command line."""
     config = build_config(args)
+    # Absolute, so that config.yaml says which files trained the model wherever it is read.
+    config.train_data_file = args.train_data.resolve()
+    config.test_data_file = args.test_data.resolve() if args.test_data else None
+    prepare_output_dir(Path(config.output_dir))
     announce("train", args, config)
     train_raw = RawData.from_file(args.train_data)
     test_raw = RawData.from_file(args.test_data) if args.test_data else None
@@ -140,5 +206,13 @@ def run(args: argparse.Namespace) -> int:
         logger.info("model.N set to %d, the width of the training patterns", width)
         config.model.N = width
         config.validate()
-    train_and_report(config, train_raw, test_raw, M=args.M, backend=args.backend)
+    with output_errors(Path(config.output_dir)):
+        train_and_report(
+            config,
+            train_raw,
+            test_raw,
+            M=args.M,
+            command=args.command_line,
+            backend=args.backend,
+        )
     return 0

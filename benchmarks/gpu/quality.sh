@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The published quality protocol (4 cases, 60 epochs) with the PyTorch backend on one GPU,
+# sized to fit one 10-minute run on an H200. Self-contained: the machine has PyTorch, Lightning,
+# numpy, scipy, scikit-image, matplotlib and h5py but no package index, so our three packages
+# come as wheels built beforehand (from the repository root, on a machine with pip):
+#
+#   pip wheel --no-deps -w .whl packages/ptycho-api packages/ptycho-bundle packages/ptycho-torch
+#
+# Then, on the GPU machine, from the repository root:  bash benchmarks/gpu/quality.sh
+# The four cases run as four concurrent processes (a batch of 16 leaves the GPU mostly idle).
+# Results: $OUT (or bench-results/) quality-pytorch-paper-<case>.json and quality-pytorch-paper.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-bench-results}"
+mkdir -p "$out"
+site=$(mktemp -d)
+python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/ptycho_*.whl
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+cases=(gs1_ideal gs1_exp gs2_ideal gs2_exp)
+pids=()
+for c in "${cases[@]}"; do
+  python3 benchmarks/quality.py --backend pytorch --scale paper --cases "$c" --tag "$c" \
+    --out "$out" --no-doc "$@" > "$out/quality-$c.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { status=1; echo "case ${cases[$i]} failed:"; tail -20 "$out/quality-${cases[$i]}.log"; }
+done
+python3 benchmarks/quality.py --merge "$out"/quality-pytorch-paper-*.json --out "$out" | tee "$out/quality-pytorch-paper.md"
+exit $status
