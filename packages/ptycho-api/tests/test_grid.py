@@ -172,3 +172,11 @@ def test_same_seed_same_scan() -> None:
     b = simulate_grid(layout, default_probe(64), n_objects=1, seed=9)
     np.testing.assert_array_equal(a.raw.diff3d, b.raw.diff3d)
     np.testing.assert_array_equal(a.raw.objectGuess, b.raw.objectGuess)
+
+
+def test_a_layout_too_large_for_memory_is_refused_before_allocating() -> None:
+    # 40,000 px objects at stride 4 would be ~1e8 patterns (~13 TB): refused from the layout
+    # arithmetic alone, so the call returns at once instead of exhausting memory.
+    layout = grid_layout(64, 1, 4, 8, 40_000)
+    with pytest.raises(ConfigError, match="GiB; expected at most 8 GiB"):
+        simulate_grid(layout, np.ones((64, 64), np.complex64), n_objects=1)

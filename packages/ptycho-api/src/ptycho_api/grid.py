@@ -34,9 +34,21 @@ from ptycho_api.simulation import SIMULATION_SCHEMA, illuminate_and_diffract
 __all__ = [
     "GridLayout",
     "GridSimulation",
+    "MAX_GRID_BYTES",
     "simulate_grid",
+    "simulate_grid_pair",
     "grid_layout",
+    "object_groups",
 ]
+
+MAX_GRID_BYTES = 8 * 2**30
+"""Most memory a grid simulation may plan for (bytes; the NPZ load limit's default). The
+published gridsize-2 training layout (2 objects of 392 px, 53,792 patterns of 64 x 64) plans
+about 6.6 GiB."""
+
+_BYTES_PER_PIXEL = 32
+"""Planned bytes per pattern pixel: the complex64 patches, their normalised complex128 copy, the
+complex64 ``Y`` kept in the scan and the float32 pattern."""
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +181,20 @@ def simulate_grid(
     if not nphotons > 0:
         raise ConfigError(f"grid.nphotons: expected a number > 0; found {nphotons!r}")
     gap = N if gap is None else gap
+    G, C = layout.n_groups, layout.gridsize**2
+    planned = n_objects * G * C * N * N * _BYTES_PER_PIXEL
+    if planned > MAX_GRID_BYTES:
+        raise ConfigError(
+            f"grid: {n_objects} objects x {G} groups x {C} patterns of {N} x {N} need about "
+            f"{planned / 2**30:.1f} GiB; expected at most {MAX_GRID_BYTES / 2**30:.0f} GiB "
+            "(smaller --size, larger --outer-offset or fewer --n-objects)"
+        )
+    members = layout.member_positions()
     rng = np.random.default_rng(seed)
     objects = np.stack(
         [make_object(obj, layout.size, rng, set_phi=set_phi) for _ in range(n_objects)]
     )
 
-    members = layout.member_positions()
-    G, C = members.shape[:2]
     patches = np.stack(
         [extract_patches(o, members.reshape(-1, 2), N).reshape(G, C, N, N) for o in objects]
     )

@@ -10,7 +10,7 @@ import numpy as np
 from ptycho_api.cli.console import echo, header
 from ptycho_api.cli.outputs import output_errors, prepare_output_dir
 from ptycho_api.errors import DataError
-from ptycho_api.grid import grid_layout, simulate_grid
+from ptycho_api.grid import grid_layout, simulate_grid, simulate_grid_pair
 from ptycho_api.objects import OBJECT_KINDS
 from ptycho_api.probe import PROBE_KINDS, builtin_probe, prepare_probe
 from ptycho_api.rawdata import RawData, open_npz, read_members
@@ -160,27 +160,35 @@ def _run_grid(args: argparse.Namespace) -> list[Path]:
     """Grid scans: one file, or a train/test pair sharing the training set's intensity scale."""
     probe = np.asarray(_probe(args))
     N = probe.shape[-1]
-
-    def scan(outer_offset: int, seed: int, scale: float | None = None) -> object:
-        layout = grid_layout(N, args.gridsize, args.offset, outer_offset, args.size)
-        return simulate_grid(
+    if not args.pair:
+        if args.output is None:
+            raise DataError("simulate: expected --output FILE (or --pair with --output-dir)")
+        layout = grid_layout(N, args.gridsize, args.offset, args.outer_offset, args.size)
+        scan = simulate_grid(
             layout,
             probe,
             n_objects=args.n_objects,
             nphotons=args.nphotons,
-            seed=seed,
+            seed=args.seed,
             obj=args.object,
-            intensity_scale=scale,
         )
-
-    if not args.pair:
-        if args.output is None:
-            raise DataError("simulate: expected --output FILE (or --pair with --output-dir)")
-        return [scan(args.outer_offset, args.seed).raw.to_file(args.output)]
+        return [scan.raw.to_file(args.output)]
     if args.output_dir is None:
         raise DataError("simulate --pair: expected --output-dir; found --output")
-    train = scan(args.outer_offset, args.seed)
-    test = scan(args.outer_offset_test, args.seed + 1, train.intensity_scale)
+    train, test = simulate_grid_pair(
+        args.gridsize,
+        probe,
+        N=N,
+        size=args.size,
+        offset=args.offset,
+        outer_offset_train=args.outer_offset,
+        outer_offset_test=args.outer_offset_test,
+        n_objects_train=args.n_objects,
+        n_objects_test=args.n_objects,
+        nphotons=args.nphotons,
+        seed=args.seed,
+        obj=args.object,
+    )
     return [
         train.raw.to_file(Path(args.output_dir) / "train_data.npz"),
         test.raw.to_file(Path(args.output_dir) / "test_data.npz"),
