@@ -20,17 +20,20 @@ from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
 from ptycho_api.probe import default_probe
 from ptycho_api.simulation import simulate_dataset
+from ptycho_tf import losses as tf_losses
 from ptycho_tf import training as tf_training
-from ptycho_tf.backend import TensorFlowBackend
-from ptycho_tf.model import PtychoModels, conv_layers
+from ptycho_tf.backend import Backend as TFBackend
+from ptycho_tf.config import ExecutionConfig as TFExecution
+from ptycho_tf.model import PtychoPINN as TFModel
+from ptycho_torch import losses as torch_losses
 from ptycho_torch import training as torch_training
-from ptycho_torch.backend import PyTorchBackend
-from ptycho_torch.config import TorchExecutionConfig
-from ptycho_torch.model import PtychoPINN
+from ptycho_torch.backend import Backend as TorchBackend
+from ptycho_torch.config import ExecutionConfig as TorchExecution
+from ptycho_torch.model import PtychoPINN as TorchModel
 
-TF = TensorFlowBackend(jit_compile=False, verbose=0)
-TORCH = PyTorchBackend(
-    TorchExecutionConfig(accelerator="cpu", deterministic=True, enable_progress_bar=False)
+TF = TFBackend(TFExecution(jit_compile=False, verbose=0))
+TORCH = TorchBackend(
+    TorchExecution(accelerator="cpu", deterministic=True, enable_progress_bar=False)
 )
 
 # Tolerances of parity.md section 2 (float32 on CPU).
@@ -38,6 +41,8 @@ TOL_OP = 1e-5
 TOL_FORWARD = 1e-4
 TOL_LOSS = 1e-5
 TOL_GRAD = 1e-3
+TOL_HEAD_GRAD = 1e-2
+"""dL/dz of a conv whose bias has one element (replaces that bias's gradient; README)."""
 TOL_STEP = 1e-4
 TOL_CURVE = 1e-2
 TOL_ARCHIVE = 1e-4
@@ -137,8 +142,8 @@ def scaled_batch(
 class Pair:
     """One model per backend with identical canonical weights."""
 
-    tf: PtychoModels
-    torch: PtychoPINN
+    tf: TFModel
+    torch: TorchModel
     config: ModelConfig
 
 
@@ -163,20 +168,20 @@ def paired_models(
     return Pair(tf_models, torch_model, cfg)
 
 
-def tf_forward(models: PtychoModels, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+def tf_forward(models: TFModel, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     """The autoencoder's three outputs as numpy (trimmed_obj, pred_amp_scaled, pred_intensity)."""
     outputs = models.autoencoder([tf.constant(xs), tf.constant(offsets)], training=False)
     return [np.asarray(o) for o in outputs]
 
 
-def torch_forward(model: PtychoPINN, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+def torch_forward(model: TorchModel, xs: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     """The torch autoencoder's three outputs as numpy."""
     with torch.no_grad():
         outputs = model(torch.from_numpy(xs), torch.from_numpy(offsets))
     return [o.detach().cpu().numpy() for o in outputs]
 
 
-def tf_object_patches(models: PtychoModels, xs: np.ndarray) -> np.ndarray:
+def tf_object_patches(models: TFModel, xs: np.ndarray) -> np.ndarray:
     """The decoders' combined object patches ``(B, N, N, K)`` complex64 (before the canvas)."""
     import keras
 
@@ -185,7 +190,7 @@ def tf_object_patches(models: PtychoModels, xs: np.ndarray) -> np.ndarray:
     return np.asarray(sub(tf.constant(xs)))
 
 
-def torch_object_patches(model: PtychoPINN, xs: np.ndarray) -> np.ndarray:
+def torch_object_patches(model: TorchModel, xs: np.ndarray) -> np.ndarray:
     """The torch object patches as ``(B, N, N, K)`` complex64 (channels-last like TF)."""
     with torch.no_grad():
         re, im = model.object_patches(torch.from_numpy(xs))
@@ -193,10 +198,10 @@ def torch_object_patches(model: PtychoPINN, xs: np.ndarray) -> np.ndarray:
     return patches.cpu().numpy()
 
 
-def tf_trainable(models: PtychoModels) -> dict[str, tf.Variable]:
+def tf_trainable(models: TFModel) -> dict[str, tf.Variable]:
     """Canonical name -> trainable TF variable (the probe as ``physics/probe_real``/``_imag``)."""
     out: dict[str, tf.Variable] = {}
-    for conv, layer in conv_layers(models.autoencoder, models.model_config):
+    for conv, layer in models.conv_layers():
         out[f"{conv.name}/kernel"] = layer.kernel
         out[f"{conv.name}/bias"] = layer.bias
     out["physics/log_intensity_scale"] = models.scaler.log_scale
@@ -206,7 +211,7 @@ def tf_trainable(models: PtychoModels) -> dict[str, tf.Variable]:
     return {k: v for k, v in out.items() if id(v) in trainable}
 
 
-def torch_trainable(model: PtychoPINN) -> dict[str, torch.nn.Parameter]:
+def torch_trainable(model: TorchModel) -> dict[str, torch.nn.Parameter]:
     """Canonical name -> torch parameter (kernels still OIHW)."""
     out: dict[str, Any] = {}
     for name, conv in model.convs().items():
@@ -220,37 +225,35 @@ def torch_trainable(model: PtychoPINN) -> dict[str, torch.nn.Parameter]:
 
 
 def tf_loss_and_gradients(
-    models: PtychoModels,
+    models: TFModel,
     xs: np.ndarray,
     offsets: np.ndarray,
     nll_weight: float = 1.0,
     mae_weight: float = 0.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """TF loss (``ptycho_tf.training.total_loss``) and its gradient per canonical name (HWIO)."""
+    """TF loss (``ptycho_tf.losses.total_loss``) and its gradient per canonical name (HWIO)."""
     variables = tf_trainable(models)
     with tf.GradientTape() as tape:
-        _, amp, intensity = models.autoencoder(
-            [tf.constant(xs), tf.constant(offsets)], training=True
-        )
-        loss = tf_training.total_loss(amp, intensity, tf.constant(xs), nll_weight, mae_weight)
+        _, amp, _ = models.autoencoder([tf.constant(xs), tf.constant(offsets)], training=True)
+        loss = tf_losses.total_loss(amp, tf.constant(xs), nll_weight, mae_weight)
     grads = tape.gradient(loss, list(variables.values()))
     return float(loss), {k: np.asarray(g) for k, g in zip(variables, grads, strict=True)}
 
 
 def torch_loss_and_gradients(
-    model: PtychoPINN,
+    model: TorchModel,
     xs: np.ndarray,
     offsets: np.ndarray,
     nll_weight: float = 1.0,
     mae_weight: float = 0.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """Torch loss (``ptycho_torch.training.loss_terms``) and gradients, kernels converted to HWIO."""
+    """Torch loss (``ptycho_torch.losses.loss_terms``) and gradients, kernels converted to HWIO."""
     params = torch_trainable(model)
     dtype = model.log_intensity_scale.dtype
     model.zero_grad(set_to_none=True)
     x_t = torch.from_numpy(xs).to(dtype)
     _, amp, _ = model(x_t, torch.from_numpy(offsets).to(dtype))
-    nll, mae = torch_training.loss_terms(amp, x_t)
+    nll, mae = torch_losses.loss_terms(amp, x_t)
     loss = nll_weight * nll + mae_weight * mae
     loss.backward()
     out = {}
@@ -261,44 +264,82 @@ def torch_loss_and_gradients(
     return float(loss.detach()), out
 
 
-def bias_term_scale(
-    model: PtychoPINN,
-    conv_name: str,
+def tf_conv_output_gradients(
+    models: TFModel,
+    names: list[str],
     xs: np.ndarray,
     offsets: np.ndarray,
     nll_weight: float = 1.0,
     mae_weight: float = 0.0,
-) -> np.ndarray:
-    """``sum |dL/dz|`` per output channel of conv ``conv_name``, evaluated in float64.
+) -> dict[str, np.ndarray]:
+    """``dL/dz`` ``(B, H, W, out)`` for each conv in ``names``: the gradient of the TF training loss
+    with respect to the conv's pre-activation output z = conv(x) + bias.
 
-    A bias gradient is the sum of ``dL/dz`` over every output pixel of its conv; this is the
-    natural scale of that sum's float32 rounding error (the README's analysis).
+    Keras fuses a conv's activation into its layer, so z is taken where the layer hands it to its
+    activation: each layer's ``activation`` is wrapped (for this one forward pass) by a function
+    that keeps its argument and then applies the layer's own activation unchanged.
     """
-    import copy
+    layers = {conv.name: layer for conv, layer in models.conv_layers() if conv.name in names}
+    assert set(layers) == set(names), f"no such conv: {set(names) - set(layers)}"
+    kept: dict[str, tf.Tensor] = {}
+    originals = {name: layer.activation for name, layer in layers.items()}
 
-    model64 = copy.deepcopy(model).double()
-    store: list[torch.Tensor] = []
-    conv = model64.convs()[conv_name]
+    def keep(name: str, activation: Any) -> Any:
+        def wrapped(z: tf.Tensor) -> tf.Tensor:
+            kept[name] = z
+            return activation(z)
 
-    def keep_output_grad(module: Any, inputs: Any, output: torch.Tensor) -> None:
-        output.register_hook(store.append)
+        return wrapped
 
-    handle = conv.register_forward_hook(keep_output_grad)
     try:
-        torch_loss_and_gradients(model64, xs, offsets, nll_weight, mae_weight)
+        for name, layer in layers.items():
+            layer.activation = keep(name, originals[name])
+        with tf.GradientTape() as tape:
+            _, amp, _ = models.autoencoder([tf.constant(xs), tf.constant(offsets)], training=True)
+            loss = tf_losses.total_loss(amp, tf.constant(xs), nll_weight, mae_weight)
+        grads = tape.gradient(loss, [kept[name] for name in names])
     finally:
-        handle.remove()
-    return store[0].abs().sum(dim=(0, 2, 3)).cpu().numpy()
+        for name, layer in layers.items():
+            layer.activation = originals[name]
+    return {name: np.asarray(g) for name, g in zip(names, grads, strict=True)}
+
+
+def torch_conv_output_gradients(
+    model: TorchModel,
+    names: list[str],
+    xs: np.ndarray,
+    offsets: np.ndarray,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """``dL/dz`` for each conv in ``names`` (torch: the conv module's output, before the
+    activation), channels-last ``(B, H, W, out)`` like TF; taken with forward and tensor hooks."""
+    convs = model.convs()
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Any:
+        def hook(module: Any, inputs: Any, output: torch.Tensor) -> None:
+            output.register_hook(lambda grad: kept.__setitem__(name, grad))
+
+        return hook
+
+    handles = [convs[name].register_forward_hook(keep(name)) for name in names]
+    try:
+        torch_loss_and_gradients(model, xs, offsets, nll_weight, mae_weight)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: kept[name].permute(0, 2, 3, 1).cpu().numpy() for name in names}
 
 
 class TorchStepper:
     """Drives the torch backend's own optimisation step: the Lightning module's ``training_step``
     and ``configure_optimizers`` (what Lightning's automatic optimisation runs per batch)."""
 
-    def __init__(self, model: PtychoPINN, nll_weight: float = 1.0, mae_weight: float = 0.0):
+    def __init__(self, model: TorchModel, nll_weight: float = 1.0, mae_weight: float = 0.0):
         import warnings
 
-        self.module = torch_training.PtychoLightningModule(model, nll_weight, mae_weight)
+        self.module = torch_training.make_trainer(model, nll_weight, mae_weight)
         self.optimizer = self.module.configure_optimizers()
         self._warnings = warnings
 
@@ -318,7 +359,7 @@ class TorchStepper:
 class TFStepper:
     """Drives the TF backend's own optimisation step: ``make_trainer(...).train_on_batch``."""
 
-    def __init__(self, models: PtychoModels, nll_weight: float = 1.0, mae_weight: float = 0.0):
+    def __init__(self, models: TFModel, nll_weight: float = 1.0, mae_weight: float = 0.0):
         self.trainer = tf_training.make_trainer(models, nll_weight, mae_weight, jit_compile=False)
 
     def step(self, xs: np.ndarray, offsets: np.ndarray) -> float:

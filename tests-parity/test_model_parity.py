@@ -17,12 +17,12 @@ from parity_helpers import (
     TOL_CURVE,
     TOL_FORWARD,
     TOL_GRAD,
+    TOL_HEAD_GRAD,
     TOL_LOSS,
     TOL_STEP,
     TORCH,
     TFStepper,
     TorchStepper,
-    bias_term_scale,
     check,
     check_rel,
     model_config,
@@ -30,9 +30,11 @@ from parity_helpers import (
     rel,
     scaled_batch,
     simulated_container,
+    tf_conv_output_gradients,
     tf_forward,
     tf_loss_and_gradients,
     tf_object_patches,
+    torch_conv_output_gradients,
     torch_forward,
     torch_loss_and_gradients,
     torch_object_patches,
@@ -76,18 +78,34 @@ def _compare_outputs(pair, xs, offsets, row, tolerance, what=""):
 
 
 def _check_gradients(pair, xs, offsets, grads_tf, grads_torch, nll_weight=1.0, mae_weight=0.0):
-    """rel <= 1e-3 per tensor. A one-element bias (the K = 1 heads) is the sum of B*N*N/4
-    terms of both signs, so its rel is normalised by the sum of their magnitudes (README)."""
+    """rel <= 1e-3 per tensor with more than one element. A one-element bias (the K = 1 heads)
+    is the sum of B*H*W values of dL/dz of its conv, terms of both signs that nearly cancel, so
+    its float32 rounding is not bounded by its own size (README); its conv's dL/dz itself is
+    compared instead (rel <= TOL_HEAD_GRAD), and the bias gradients must have the same sign."""
+    one_element = [
+        n[: -len("/bias")] for n, g in grads_tf.items() if n.endswith("/bias") and g.size == 1
+    ]
     for name, g_tf in grads_tf.items():
         assert np.any(g_tf != 0), f"zero gradient for {name}"
-        if g_tf.size > 1 or not name.endswith("/bias"):
+        if not (name.endswith("/bias") and g_tf.size == 1):
             check_rel("gradient per weight", grads_torch[name], g_tf, TOL_GRAD, name)
             continue
-        scale = bias_term_scale(
-            pair.torch, name[: -len("/bias")], xs, offsets, nll_weight, mae_weight
+        assert np.sign(grads_torch[name]) == np.sign(g_tf), f"{name}: {grads_torch[name]} vs {g_tf}"
+    if not one_element:
+        return
+    dz_tf = tf_conv_output_gradients(pair.tf, one_element, xs, offsets, nll_weight, mae_weight)
+    dz_torch = torch_conv_output_gradients(
+        pair.torch, one_element, xs, offsets, nll_weight, mae_weight
+    )
+    for name in one_element:
+        assert np.any(dz_tf[name] != 0), f"zero dL/dz for {name}"
+        check_rel(
+            "dL/dz of a conv with a one-element bias",
+            dz_torch[name],
+            dz_tf[name],
+            TOL_HEAD_GRAD,
+            name,
         )
-        value = float(np.max(np.abs(grads_torch[name] - g_tf) / scale))
-        check("gradient of a one-element bias (vs sum of |terms|)", value, TOL_GRAD, name)
 
 
 def _align_unresolved_steps(pair, grads_tf, grads_torch):
@@ -210,7 +228,7 @@ def test_adam_update_identical_on_identical_gradients():
     variables, params = tf_trainable(pair.tf), torch_trainable(pair.torch)
     assert set(variables) == set(params)
     optimizer_tf = tf_training.make_optimizer()
-    optimizer_torch = torch_training.PtychoLightningModule(pair.torch).configure_optimizers()
+    optimizer_torch = torch_training.make_trainer(pair.torch).configure_optimizers()
     rng = np.random.default_rng(9)
     for _ in range(3):
         grads = {

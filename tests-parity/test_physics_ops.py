@@ -7,6 +7,8 @@ Offsets are sub-pixel and of both signs; several sizes.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,11 +20,11 @@ from ptycho_api import physics as ref
 from ptycho_api.probe import normalize_probe
 from ptycho_api.stitching import reassemble_position as ref_stitch
 from ptycho_tf import inference as tf_inference
+from ptycho_tf import losses as tf_losses
 from ptycho_tf import physics as tf_physics
-from ptycho_tf import training as tf_training
 from ptycho_torch import inference as torch_inference
+from ptycho_torch import losses as torch_losses
 from ptycho_torch import physics as torch_physics
-from ptycho_torch import training as torch_training
 
 ROW = "physics ops vs numpy reference"
 
@@ -45,6 +47,34 @@ def _nhwc_to_nchw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
 
 
+def _torch_pair(a: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Complex NHWC numpy -> the ``(re, im)`` NCHW pair ``ptycho_torch.physics`` takes."""
+    return _nhwc_to_nchw(a.real.copy()), _nhwc_to_nchw(a.imag.copy())
+
+
+def _from_torch_pair(pair: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    """An ``(re, im)`` NCHW pair -> complex NHWC numpy."""
+    return (pair[0].numpy() + 1j * pair[1].numpy()).transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("module", ["physics", "inference"])
+def test_backends_mirror_public_names_and_arguments(module):
+    """Keras-3 style: the same public names in both backends, with the same arguments in order.
+
+    Only a trailing torch-only keyword (``device``) may be extra; types and layouts are each
+    backend's own (documented in the module docstrings).
+    """
+    tf_mod = {"physics": tf_physics, "inference": tf_inference}[module]
+    torch_mod = {"physics": torch_physics, "inference": torch_inference}[module]
+    assert sorted(tf_mod.__all__) == sorted(torch_mod.__all__)
+    for name in tf_mod.__all__:
+        tf_params = list(inspect.signature(getattr(tf_mod, name)).parameters)
+        torch_params = [
+            p for p in inspect.signature(getattr(torch_mod, name)).parameters if p != "device"
+        ]
+        assert tf_params == torch_params, name
+
+
 @pytest.mark.parametrize("shape", [(3, 16, 16, 1), (4, 33, 21, 2), (2, 64, 64, 3)])
 def test_translate(shape):
     rng = np.random.default_rng(sum(shape))
@@ -53,10 +83,8 @@ def test_translate(shape):
     expected = ref.translate(images.astype(np.complex128), offsets.astype(np.float64))
     got_tf = tf_physics.translate_complex(tf.constant(images), tf.constant(offsets)).numpy()
     check_rel(ROW, got_tf, expected, TOL_OP, "translate: tensorflow")
-    stacked = np.concatenate([images.real, images.imag], axis=-1)
-    moved = torch_physics.translate(_nhwc_to_nchw(stacked), torch.from_numpy(offsets)).numpy()
-    k = shape[-1]
-    got_torch = (moved[:, :k] + 1j * moved[:, k:]).transpose(0, 2, 3, 1)
+    moved = torch_physics.translate_complex(_torch_pair(images), torch.from_numpy(offsets))
+    got_torch = _from_torch_pair(moved)
     check_rel(ROW, got_torch, expected, TOL_OP, "translate: pytorch")
 
 
@@ -92,11 +120,7 @@ def test_overlap_canvas_and_extraction(N, gridsize, object_big):
     ).numpy()
     check_rel(ROW, got_tf, expected, TOL_OP, "overlap canvas: tensorflow")
     re, im = torch_physics.overlap_canvas(
-        _nhwc_to_nchw(patches.real.copy()),
-        _nhwc_to_nchw(patches.imag.copy()),
-        torch.from_numpy(local),
-        padded,
-        object_big,
+        _torch_pair(patches), torch.from_numpy(local), padded, object_big
     )
     got_torch = (re.numpy() + 1j * im.numpy())[..., None]
     check_rel(ROW, got_torch, expected, TOL_OP, "overlap canvas: pytorch")
@@ -107,13 +131,13 @@ def test_overlap_canvas_and_extraction(N, gridsize, object_big):
     )
     got_tf = tf_physics.extract_from_canvas(tf.constant(canvas), tf.constant(local), N).numpy()
     check_rel(ROW, got_tf, expected, TOL_OP, "extract patches: tensorflow")
-    re, im = torch_physics.extract_from_canvas(
+    canvas_pair = (
         torch.from_numpy(canvas.real[..., 0].copy()),
         torch.from_numpy(canvas.imag[..., 0].copy()),
-        torch.from_numpy(local),
-        N,
     )
-    got_torch = (re.numpy() + 1j * im.numpy()).transpose(0, 2, 3, 1)
+    got_torch = _from_torch_pair(
+        torch_physics.extract_from_canvas(canvas_pair, torch.from_numpy(local), N)
+    )
     check_rel(ROW, got_torch, expected, TOL_OP, "extract patches: pytorch")
 
 
@@ -124,9 +148,7 @@ def test_far_field(N):
     expected = ref.far_field(field.astype(np.complex128), axes=(1, 2))
     got_tf = tf_physics.far_field(tf.constant(field)).numpy()
     check_rel(ROW, got_tf, expected, TOL_OP, "far field: tensorflow")
-    got_torch = torch_physics.far_field(
-        _nhwc_to_nchw(field.real.copy()), _nhwc_to_nchw(field.imag.copy())
-    ).numpy()
+    got_torch = torch_physics.far_field(_torch_pair(field)).numpy()
     check_rel(ROW, got_torch.transpose(0, 2, 3, 1), expected, TOL_OP, "far field: pytorch")
 
 
@@ -137,9 +159,28 @@ def test_smoothing(sigma):
     expected = ref_forward.smooth_field(field.astype(np.complex128), sigma)
     got_tf = tf_physics.smooth_field(tf.constant(field), sigma).numpy()
     check_rel(ROW, got_tf, expected, TOL_OP, "smoothing: tensorflow")
-    re = torch_physics.smooth_field(_nhwc_to_nchw(field.real.copy()), sigma).numpy()
-    im = torch_physics.smooth_field(_nhwc_to_nchw(field.imag.copy()), sigma).numpy()
-    check_rel(ROW, (re + 1j * im).transpose(0, 2, 3, 1), expected, TOL_OP, "smoothing: pytorch")
+    got_torch = _from_torch_pair(torch_physics.smooth_field(_torch_pair(field), sigma))
+    check_rel(ROW, got_torch, expected, TOL_OP, "smoothing: pytorch")
+
+
+@pytest.mark.parametrize(("probe_mask", "sigma"), [(False, 0.0), (True, 0.0), (True, 0.7)])
+def test_illumination(probe_mask, sigma):
+    rng = np.random.default_rng(11)
+    N = 64
+    patches = _complex(rng, (2, N, N, 4))
+    probe = complex_probe(N)
+    expected = ref_forward.illuminate(
+        patches.astype(np.complex128), probe.astype(np.complex128), probe_mask, sigma
+    )
+    got_tf = tf_physics.illuminate(
+        tf.constant(patches), tf.constant(probe), probe_mask, sigma
+    ).numpy()
+    check_rel(ROW, got_tf, expected, TOL_OP, "illumination: tensorflow")
+    p = torch.from_numpy(probe)
+    got_torch = _from_torch_pair(
+        torch_physics.illuminate(_torch_pair(patches), (p.real, p.imag), probe_mask, sigma)
+    )
+    check_rel(ROW, got_torch, expected, TOL_OP, "illumination: pytorch")
 
 
 @pytest.mark.parametrize("shape", [(4, 16, 16, 1), (3, 64, 64, 4)])
@@ -151,11 +192,12 @@ def test_poisson_nll_and_mae(shape):
     target = np.sqrt(rng.poisson(pred.astype(np.float64) ** 2 + 1.0)).astype(np.float32)
     expected_nll = ref.poisson_nll(pred.astype(np.float64), target.astype(np.float64))
     expected_mae = ref.mae(pred.astype(np.float64), target.astype(np.float64))
-    got_tf = float(tf_training.poisson_nll(tf.constant(pred) ** 2, tf.constant(target)))
+    got_tf_nll, got_tf_mae_t = tf_losses.loss_terms(tf.constant(pred), tf.constant(target))
+    got_tf = float(got_tf_nll)
     check_rel(ROW, got_tf, expected_nll, TOL_OP, "poisson nll: tensorflow")
-    got_tf_mae = float(tf_training.mean_absolute_error(tf.constant(pred), tf.constant(target)))
+    got_tf_mae = float(got_tf_mae_t)
     check_rel(ROW, got_tf_mae, expected_mae, TOL_OP, "mae: tensorflow")
-    nll, mae = torch_training.loss_terms(torch.from_numpy(pred), torch.from_numpy(target))
+    nll, mae = torch_losses.loss_terms(torch.from_numpy(pred), torch.from_numpy(target))
     check_rel(ROW, float(nll), expected_nll, TOL_OP, "poisson nll: pytorch")
     check_rel(ROW, float(mae), expected_mae, TOL_OP, "mae: pytorch")
 

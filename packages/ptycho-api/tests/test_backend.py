@@ -29,8 +29,10 @@ from ptycho_api.errors import BackendError, BackendNotInstalledError
 _counter = itertools.count()
 
 GOOD_MODULE = """
+from ptycho_api.backend import LogFilters
 class FakeBackend:
     name = "{name}"
+    log_filters = LogFilters()
     def framework_version(self): return "0.0-fake"
     def devices(self): return ["cpu"]
     def build_model(self, model_config, probe, intensity_scale, *, seed=None, probe_trainable=False, intensity_scale_trainable=True): raise NotImplementedError

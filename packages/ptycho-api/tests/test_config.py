@@ -290,3 +290,24 @@ def test_model_n_supported_only_at_build_time():
     ):
         require_supported_n(32)  # ...until a model is built from it
     assert require_supported_n(128) == 128
+
+
+@pytest.mark.parametrize("field", ["realspace_weight", "realspace_mae_weight"])
+def test_realspace_loss_weights_are_refused_by_validate(field):
+    # Neither backend trains a real-space term: a non-zero weight would be silently ignored.
+    config = TrainingConfig(**{field: 0.5})
+    with pytest.raises(
+        ConfigError, match=rf"training\.{field}: realspace losses are not supported yet"
+    ):
+        config.validate()
+    assert TrainingConfig(**{field: 0.0}).validate()
+
+
+def test_model_config_from_legacy_dict_reads_mapped_keys():
+    from ptycho_api.config import model_config_from_legacy_dict
+
+    cfg = {"N": 128, "gridsize": 2, "object.big": False, "probe.mask": True, "unrelated": 1}
+    model = model_config_from_legacy_dict(cfg)
+    assert (model.N, model.gridsize, model.object_big, model.probe_mask) == (128, 2, False, True)
+    with pytest.raises(ConfigError, match="N"):
+        model_config_from_legacy_dict({"N": 65})

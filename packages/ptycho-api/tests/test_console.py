@@ -1,5 +1,8 @@
 """Console helpers of the CLI that act on the process: the native stderr filter.
 
+The patterns are given here as a backend would give them (``LogFilters.native_lines``): the
+console itself knows no framework.
+
 The filter works on file descriptor 2, so each case runs in a real subprocess whose stderr is
 a pipe, exactly as when the ``ptycho`` command runs in a terminal or under CI.
 """
@@ -20,6 +23,10 @@ ABSL_INFO = (
 )
 ABSL_WARNING = "W1129 18:27:09.762751 6478 cudart_stub.cc:31] Could not find cuda drivers"
 ABSL_ERROR = "E0000 00:00:1795976883.800000    6478 cuda_dnn.cc:8310] Unable to register cuDNN"
+PATTERNS = (
+    rb"[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\]",
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called",
+)
 
 
 def _run(body: str) -> subprocess.CompletedProcess[str]:
@@ -28,6 +35,7 @@ def _run(body: str) -> subprocess.CompletedProcess[str]:
         import os, sys
         from ptycho_api.cli.console import native_log_filtered
         lines = {[ABSL_NOTICE, ABSL_INFO, ABSL_WARNING, ABSL_ERROR]!r}
+        patterns = {PATTERNS!r}
         """
     ) + textwrap.dedent(body)
     return subprocess.run(
@@ -38,7 +46,7 @@ def _run(body: str) -> subprocess.CompletedProcess[str]:
 def test_native_info_and_warning_lines_are_dropped_others_kept():
     res = _run(
         """
-        with native_log_filtered():
+        with native_log_filtered(patterns):
             for line in lines:
                 os.write(2, (line + "\\n").encode())
             print("python warning text", file=sys.stderr)
@@ -53,7 +61,7 @@ def test_captured_lines_are_written_when_the_block_raises():
     res = _run(
         """
         try:
-            with native_log_filtered():
+            with native_log_filtered(patterns):
                 os.write(2, (lines[1] + "\\nreal problem\\n").encode())
                 raise RuntimeError("boom")
         except RuntimeError:
@@ -67,8 +75,21 @@ def test_captured_lines_are_written_when_the_block_raises():
 def test_inactive_filter_passes_everything():
     res = _run(
         """
-        with native_log_filtered(active=False):
+        with native_log_filtered(patterns, active=False):
             os.write(2, (lines[0] + "\\n" + lines[1] + "\\n").encode())
+        with native_log_filtered(()):
+            os.write(2, (lines[1] + "\\n").encode())
         """
     )
-    assert res.stderr.splitlines() == [ABSL_NOTICE, ABSL_INFO]
+    assert res.stderr.splitlines() == [ABSL_NOTICE, ABSL_INFO, ABSL_INFO]
+
+
+def test_each_given_pattern_applies_and_a_broken_one_is_ignored():
+    res = _run(
+        """
+        with native_log_filtered([rb"noise \\d+", "chatter:", b"(unclosed"]):
+            os.write(2, b"noise 12\\nkeep noise x\\nchatter: hi\\n(unclosed\\n")
+        """
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == ["keep noise x", "(unclosed"]

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter1d
 
-from ptycho_api.physics import extract_patches, far_field, mae, padded_size, poisson_nll, translate
+from ptycho_api.physics import (
+    extract_patches,
+    far_field,
+    gaussian_taps,
+    mae,
+    padded_size,
+    poisson_nll,
+    translate,
+)
 
 
 def _bilinear_by_hand(image: np.ndarray, y: float, x: float) -> float:
@@ -152,3 +163,44 @@ def test_poisson_nll_hand_value_and_minimum() -> None:
 def test_mae_hand_value() -> None:
     # mean(|1-2|, |3-1|, |0-0|) = 1; exact in float64.
     assert mae(np.array([1.0, 3.0, 0.0]), np.array([2.0, 1.0, 0.0])) == 1.0
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.5, 0.7, 1.0, 1.3, 2.0, 10.0])
+def test_gaussian_taps_match_scipy_and_the_closed_form(sigma: float) -> None:
+    # Independent references of the B 6.4 kernel: scipy's Gaussian filter (radius 1) applied to a
+    # unit impulse, and the normalised Gaussian on {-1, 0, 1}: e / (1 + 2e), 1 / (1 + 2e), e / (1 + 2e)
+    # with e = exp(-1 / (2 sigma^2)).
+    impulse = np.zeros(3)
+    impulse[1] = 1.0
+    scipy_taps = gaussian_filter1d(impulse, sigma, radius=1, mode="constant")
+    e = math.exp(-1.0 / (2.0 * sigma * sigma))
+    closed = np.array([e, 1.0, e]) / (1.0 + 2.0 * e)
+    taps64 = gaussian_taps(sigma, np.float64)
+    # float64 against float64: a handful of roundings (exp, sum, divide), so 1e-15 relative.
+    np.testing.assert_allclose(taps64, closed, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(taps64, scipy_taps, rtol=1e-15, atol=0)
+    taps = gaussian_taps(sigma)
+    assert taps.shape == (3,) and taps.dtype == np.float32
+    # The float32 default is the float64 value rounded to nearest: at most half a float32 ulp
+    # (2^-24 relative); one ulp (2^-23) leaves room for the references' last-bit differences.
+    np.testing.assert_allclose(taps, closed, rtol=2.0**-23, atol=0)
+    assert taps[0] == taps[2]
+
+
+def test_gaussian_taps_limits_and_bad_sigma() -> None:
+    # Narrow: all weight on the centre tap; wide: the three taps tend to 1/3 each.
+    np.testing.assert_array_equal(gaussian_taps(0.01, np.float64), [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(gaussian_taps(1e4, np.float64), [1 / 3] * 3, rtol=1e-8)
+    for sigma in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma must be > 0"):
+            gaussian_taps(sigma)
+
+
+def test_weighted_loss_leaves_out_zero_weight_terms():
+    from ptycho_api.physics import weighted_loss
+
+    assert weighted_loss(2.0, 3.0, 1.0, 0.0) == 2.0
+    assert weighted_loss(2.0, 3.0, 0.5, 0.25) == 1.75
+    # A NaN term with zero weight must not poison the loss (the term is not computed into it).
+    assert weighted_loss(2.0, float("nan"), 1.0, 0.0) == 2.0
+    assert weighted_loss(2.0, 3.0, 0.0, 0.0) == 0.0

@@ -28,8 +28,9 @@ import tensorflow as tf
 
 from ptycho_api.config import ModelConfig
 from ptycho_api.probe import default_probe
-from ptycho_tf.backend import TensorFlowBackend
-from ptycho_tf.training import poisson_nll
+from ptycho_tf.backend import Backend as TFBackend
+from ptycho_tf.config import ExecutionConfig
+from ptycho_tf.losses import loss_terms
 
 logger = logging.getLogger("bench_tf")
 
@@ -48,7 +49,7 @@ def _timed(fn, repeats: int) -> float:
 
 def predict_memory(n_predict: int, jit: bool | str) -> dict[str, float]:
     """Predict ``n_predict`` patterns in a fresh process; RSS figures in GiB."""
-    backend = TensorFlowBackend(jit_compile=jit, verbose=0)
+    backend = TFBackend(ExecutionConfig(jit_compile=jit, verbose=0))
     models = backend.build_model(
         ModelConfig(N=N, gridsize=1, n_filters_scale=2), default_probe(N), S
     )
@@ -80,7 +81,7 @@ def main() -> None:
         sys.stdout.write(json.dumps(predict_memory(args.predict_memory, jit)) + "\n")
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    backend = TensorFlowBackend(jit_compile=jit, verbose=0)
+    backend = TFBackend(ExecutionConfig(jit_compile=jit, verbose=0))
     cfg = ModelConfig(N=N, gridsize=1, n_filters_scale=2)
     models = backend.build_model(cfg, default_probe(N), S, seed=0)
     ae = models.autoencoder
@@ -104,8 +105,8 @@ def main() -> None:
     @tf.function(jit_compile=jit_on)
     def train_full(a, b):
         with tf.GradientTape() as tape:
-            _, amp, intensity = ae([a, b], training=True)
-            loss = poisson_nll(intensity, a)
+            _, amp, _ = ae([a, b], training=True)
+            loss = loss_terms(amp, a)[0]
         opt_full.apply_gradients(zip(tape.gradient(loss, trainable), trainable, strict=True))
         return loss
 

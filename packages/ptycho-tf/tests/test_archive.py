@@ -13,8 +13,9 @@ from conftest import rel
 from ptycho_api import params
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.probe import default_probe
+from ptycho_api.workflows import load_inference_bundle
 from ptycho_bundle import load_bundle, save_bundle
-from ptycho_tf.backend import TensorFlowBackend
+from ptycho_tf.backend import Backend as TFBackend
 from ptycho_tf.model_manager import ModelManager
 
 S64 = 988.2118
@@ -22,7 +23,7 @@ S64 = 988.2118
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    backend = TensorFlowBackend()
+    backend = TFBackend()
     config = TrainingConfig(
         model=ModelConfig(N=64, gridsize=2, n_filters_scale=1, probe_mask=True),
         nphotons=1e9,
@@ -57,7 +58,7 @@ def test_archive_layout_and_manifest(saved):
 def test_round_trip_predictions_and_params(saved):
     backend, _, config, path, x, offsets, before = saved
     params.cfg["nphotons"] = 5.0  # CONFIG-001 must restore the saved value
-    loaded, snapshot = backend.load_archive(path)
+    loaded, snapshot = load_inference_bundle(path, backend=backend)
     after = backend.predict(loaded, x, offsets)
     assert rel(after, before) <= 1e-6  # issue 5 bound; same weights and graph give equality
     assert params.cfg["nphotons"] == 1e9

@@ -10,9 +10,9 @@ from ptycho_api.architecture import canonical_weight_shapes
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.errors import ConfigError
 from ptycho_api.probe import default_probe
-from ptycho_tf.backend import TensorFlowBackend
+from ptycho_tf.backend import Backend as TFBackend
 from ptycho_tf.layers import CUSTOM_LAYERS
-from ptycho_tf.model import build_models, create_model_with_gridsize
+from ptycho_tf.model import build_model, create_model_with_gridsize
 
 S64 = 988.2118
 
@@ -31,7 +31,7 @@ def _conv_weight_count(model: keras.Model) -> int:
     [(64, 1, 2_331_772), (64, 2, 2_340_208), (128, 1, 4_661_212)],
 )
 def test_conv_weight_counts_match_b15(N, gridsize, expected):
-    models = build_models(
+    models = build_model(
         ModelConfig(N=N, gridsize=gridsize, n_filters_scale=2), default_probe(N), S64, seed=0
     )
     assert _conv_weight_count(models.autoencoder) == expected
@@ -40,7 +40,7 @@ def test_conv_weight_counts_match_b15(N, gridsize, expected):
 
 
 def test_both_models_share_weights_and_have_documented_outputs():
-    models = build_models(ModelConfig(N=64, gridsize=2, n_filters_scale=1), default_probe(64), S64)
+    models = build_model(ModelConfig(N=64, gridsize=2, n_filters_scale=1), default_probe(64), S64)
     ae, d2o = models.autoencoder, models.diffraction_to_obj
     assert [t.shape for t in ae.outputs] == [
         (None, 64, 64, 1),
@@ -54,11 +54,11 @@ def test_both_models_share_weights_and_have_documented_outputs():
 
 def test_unsupported_n_is_a_config_error():
     with pytest.raises(ConfigError, match="model.N"):
-        build_models(ModelConfig(N=96), default_probe(96), S64)
+        build_model(ModelConfig(N=96), default_probe(96), S64)
 
 
 def test_no_lambda_layers_only_registered_ones():
-    models = build_models(ModelConfig(N=64, n_filters_scale=1), default_probe(64), S64)
+    models = build_model(ModelConfig(N=64, n_filters_scale=1), default_probe(64), S64)
     for layer in models.autoencoder.layers:
         assert not isinstance(layer, keras.layers.Lambda)
         if type(layer).__module__.startswith("ptycho_tf"):
@@ -68,9 +68,9 @@ def test_no_lambda_layers_only_registered_ones():
 
 def test_seeded_init_is_glorot_with_zero_biases_and_reproducible():
     cfg = ModelConfig(N=64, n_filters_scale=1)
-    a = TensorFlowBackend().export_weights(build_models(cfg, default_probe(64), S64, seed=5))
-    b = TensorFlowBackend().export_weights(build_models(cfg, default_probe(64), S64, seed=5))
-    c = TensorFlowBackend().export_weights(build_models(cfg, default_probe(64), S64, seed=6))
+    a = TFBackend().export_weights(build_model(cfg, default_probe(64), S64, seed=5))
+    b = TFBackend().export_weights(build_model(cfg, default_probe(64), S64, seed=5))
+    c = TFBackend().export_weights(build_model(cfg, default_probe(64), S64, seed=6))
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     kernel = a["encoder/block1/conv0/kernel"]
@@ -89,7 +89,7 @@ def test_seeded_init_is_glorot_with_zero_biases_and_reproducible():
     ],
 )
 def test_canonical_export_import_round_trip(cfg):
-    backend = TensorFlowBackend()
+    backend = TFBackend()
     rng = np.random.default_rng(0)
     C = cfg.gridsize**2
     x = rng.uniform(0, 900, size=(4, 64, 64, C)).astype(np.float32)
@@ -110,7 +110,7 @@ def test_canonical_export_import_round_trip(cfg):
 
 
 def test_import_is_strict():
-    backend = TensorFlowBackend()
+    backend = TFBackend()
     cfg = ModelConfig(N=64, n_filters_scale=1)
     models = backend.build_model(cfg, default_probe(64), S64)
     weights = backend.export_weights(models)
@@ -126,10 +126,10 @@ def test_import_is_strict():
 
 def test_trainable_flags_decide_which_physics_weights_train():
     cfg = ModelConfig(N=64, n_filters_scale=1)
-    frozen = build_models(cfg, default_probe(64), S64, intensity_scale_trainable=False)
+    frozen = build_model(cfg, default_probe(64), S64, intensity_scale_trainable=False)
     names = {w.path.split("/")[-1] for w in frozen.autoencoder.trainable_weights}
     assert "log_intensity_scale" not in names and "probe_real" not in names
-    trained = build_models(
+    trained = build_model(
         cfg, default_probe(64), S64, intensity_scale_trainable=True, probe_trainable=True
     )
     names = {w.path.split("/")[-1] for w in trained.autoencoder.trainable_weights}
@@ -137,7 +137,7 @@ def test_trainable_flags_decide_which_physics_weights_train():
 
 
 def test_predict_is_batched_and_matches_keras_predict():
-    backend = TensorFlowBackend()
+    backend = TFBackend()
     models = backend.build_model(
         ModelConfig(N=64, gridsize=2, n_filters_scale=1), default_probe(64), S64, seed=3
     )

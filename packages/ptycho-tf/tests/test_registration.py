@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
 
-from ptycho_api.backend import ENV_VAR, Backend, discover_backends, list_backends, select_backend
+from ptycho_api.backend import (
+    ENV_VAR,
+    LOG_FILTERS_GROUP,
+    Backend,
+    LogFilters,
+    discover_backends,
+    discover_log_filters,
+    list_backends,
+    select_backend,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +82,39 @@ def test_backend_implements_the_whole_protocol():
     assert backend.reassemble_position(
         np.ones((1, 64, 64, 1), np.complex64), np.zeros((1, 1, 2, 1))
     ).shape == (20, 20, 1)
+
+
+def test_log_filters_are_registered_and_on_the_backend_class():
+    from ptycho_tf.backend import Backend as BackendClass
+    from ptycho_tf.logs import LOG_FILTERS
+
+    (ep,) = [e for e in metadata.entry_points(group=LOG_FILTERS_GROUP) if e.name == "tensorflow"]
+    assert ep.value == "ptycho_tf.logs:LOG_FILTERS"
+    assert isinstance(LOG_FILTERS, LogFilters)
+    assert discover_log_filters("tensorflow") == LOG_FILTERS
+    assert BackendClass.log_filters is LOG_FILTERS
+
+
+def test_importing_the_log_filters_module_loads_no_framework():
+    code = "import json, sys, ptycho_tf.logs; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    frameworks = ("tensorflow", "keras", "torch", "lightning", "absl", "jax")
+    assert not [m for m in loaded if m.split(".")[0] in frameworks]
+
+
+def test_log_filters_drop_tensorflows_start_up_chatter():
+    code = (
+        "from ptycho_api.cli.console import framework_import_filtered\n"
+        "from ptycho_tf.logs import LOG_FILTERS\n"
+        "with framework_import_filtered(LOG_FILTERS):\n"
+        "    import tensorflow as tf\n"
+        "    tf.constant(1.0) + 1.0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert "absl::InitializeLog" not in res.stderr
+    assert not re.search(r"^[IW]\d{4} \d\d:\d\d:", res.stderr, re.MULTILINE), res.stderr

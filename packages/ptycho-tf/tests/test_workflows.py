@@ -23,7 +23,7 @@ from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.simulation import simulate_dataset
 from ptycho_api.stitching import stitch_geometry
 from ptycho_tf import model_manager
-from ptycho_tf.backend import TensorFlowBackend
+from ptycho_tf.backend import Backend as TFBackend
 from ptycho_tf.workflows.components import (
     load_inference_bundle,
     reassemble_cdi_image,
@@ -60,7 +60,7 @@ def test_run_cdi_example_end_to_end(example):
     assert len(results["history"]["loss"]) == config.nepochs
     assert results["intensity_scale"] == pytest.approx(math.sqrt(1e9) / 32)
     archive = config.output_dir / "wts.h5.zip"
-    assert results["archive_path"] == archive and archive.is_file()
+    assert results["archive"] == archive and archive.is_file()
     # The stitched canvas covers the scanned region: bounding box of the positions +- M/2.
     geometry = stitch_geometry(results["test_container"].global_offsets, M=20)
     assert amp.shape == phase.shape == (geometry.size, geometry.size)
@@ -78,10 +78,10 @@ def test_convergence_stitched_amplitude_ssim(example):
     metrics = eval_reconstruction(stitched, truth)
     assert metrics["ssim"][0] >= SSIM_THRESHOLD
     # The same network before training, for contrast (measured 0.218).
-    untrained = TensorFlowBackend().build_model(
-        results["models"].model_config, test.probeGuess, results["intensity_scale"], seed=5
+    untrained = TFBackend().build_model(
+        results["model"].model_config, test.probeGuess, results["intensity_scale"], seed=5
     )
-    config = InferenceConfig(model=results["models"].model_config)
+    config = InferenceConfig(model=results["model"].model_config)
     amp0, phase0, _ = reassemble_cdi_image(results["test_container"], config, model=untrained)
     stitched0, _ = align_for_evaluation(
         amp0 * np.exp(1j * phase0), test.objectGuess, results["test_container"].global_offsets

@@ -32,11 +32,14 @@ import torch
 
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
+from ptycho_api.schedule import SCHEDULE
 from ptycho_api.simulation import simulate_dataset
-from ptycho_torch.config import TorchExecutionConfig
+from ptycho_torch.config import ExecutionConfig
 from ptycho_torch.inference import predict_patches, reassemble_position
-from ptycho_torch.model import ObjectCrop, PtychoPINN, build_model
-from ptycho_torch.training import ADAM_EPS, LEARNING_RATE, loss_terms, train_model
+from ptycho_torch.losses import loss_terms
+from ptycho_torch.model import PtychoPINN, build_model
+from ptycho_torch.modules import ObjectCrop
+from ptycho_torch.training import train_model
 
 logger = logging.getLogger("bench_torch")
 
@@ -127,13 +130,15 @@ def bench_epoch(n_train: int, batch: int, accelerator: str, repeats: int) -> dic
                 _sync(pl_module.device)
                 times.append(time.perf_counter() - self.start)
 
-        execution = TorchExecutionConfig(accelerator=accelerator, enable_progress_bar=False)
+        execution = ExecutionConfig(accelerator=accelerator, enable_progress_bar=False)
         train_model(model, container, config, execution=execution, extra_callbacks=[Timer()])
         device = next(model.parameters()).device
         lightning_epoch = min(times[1:]) if len(times) > 1 else times[0]
 
         bare = BareNetwork(model).to(device).train()
-        optimizer = torch.optim.Adam(bare.parameters(), lr=LEARNING_RATE, eps=ADAM_EPS)
+        optimizer = torch.optim.Adam(
+            bare.parameters(), lr=SCHEDULE.learning_rate, eps=SCHEDULE.epsilon
+        )
         x_all = torch.from_numpy(container.X * np.float32(container.intensity_scale)).to(device)
         n_fit = int(len(x_all) * 0.95)
         best = float("inf")

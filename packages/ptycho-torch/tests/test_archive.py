@@ -15,15 +15,13 @@ from ptycho_api.backend import Backend, select_backend
 from ptycho_api.config import ModelConfig, TrainingConfig, config_to_dict
 from ptycho_api.normalization import intensity_scale
 from ptycho_api.probe import default_probe
-from ptycho_bundle import load_bundle, save_bundle
-from ptycho_torch.model import DiffractionToObject, PtychoPINN, build_model, export_weights
-from ptycho_torch.model_manager import (
-    load_archive,
-    load_torch_bundle,
-    params_snapshot,
-    save_archive,
-    save_torch_bundle,
-)
+from ptycho_api.workflows import load_inference_bundle
+from ptycho_bundle import legacy_params, load_bundle, save_bundle
+from ptycho_torch.archive import load_archive, save_archive
+from ptycho_torch.model import PtychoPINN, build_model
+from ptycho_torch.model_manager import load_torch_bundle, save_torch_bundle
+from ptycho_torch.modules import DiffractionToObject
+from ptycho_torch.weights import export_weights
 
 ROUND_TRIP_TOL = 1e-6
 """Done-when bound; the weights are bit-identical, so predictions agree to float32 exactly."""
@@ -63,13 +61,11 @@ def test_round_trip_predictions_and_params_restore(trained_like):
     backend = select_backend("pytorch")
     x, offsets = _inputs()
     before = backend.predict(model, x, offsets)
-    path = save_archive(
-        model, config.output_dir, config, intensity_scale=s, history={"loss": [1.0]}
-    )
+    path = save_archive(model, config.output_dir, config, history={"loss": [1.0]})
     assert path == config.output_dir / "wts.h5.zip"
     params.reset()
     assert params.cfg["gridsize"] != 2 and params.cfg["nphotons"] == 1e9
-    loaded, snapshot = backend.load_archive(config.output_dir)
+    loaded, snapshot = load_inference_bundle(config.output_dir, backend=backend)
     assert _rel(backend.predict(loaded, x, offsets), before) <= ROUND_TRIP_TOL
     # CONFIG-001: the snapshot is back in params.cfg.
     for key in ("N", "gridsize", "nphotons", "probe.mask", "probe.trainable", "n_filters_scale"):
@@ -85,7 +81,7 @@ def test_round_trip_predictions_and_params_restore(trained_like):
 
 def test_archive_members_and_native_state_dicts(trained_like):
     model, config, s = trained_like
-    path = save_archive(model, config.output_dir, config, intensity_scale=s)
+    path = save_archive(model, config.output_dir, config)
     bundle = load_bundle(path)
     assert bundle.backend == "pytorch" and bundle.config == config_to_dict(config)
     assert bundle.N == 64 and bundle.gridsize == 2
@@ -102,7 +98,7 @@ def test_archive_members_and_native_state_dicts(trained_like):
 
 def test_native_and_canonical_loading_give_identical_models(trained_like):
     model, config, s = trained_like
-    save_archive(model, config.output_dir, config, intensity_scale=s)
+    save_archive(model, config.output_dir, config)
     native, _ = load_archive(config.output_dir, native=True)
     canonical, _ = load_archive(config.output_dir, native=False)
     for key, value in export_weights(native).items():
@@ -132,7 +128,7 @@ def test_loads_an_archive_written_by_the_tensorflow_backend(trained_like, tmp_pa
         target,
         backend="tensorflow",
         config=config_to_dict(config),
-        params=params_snapshot(config, s),
+        params=legacy_params(config, s),
         weights=export_weights(model),
         native={"diffraction_to_obj": {"model.keras": b"not read by the torch backend"}},
     )
@@ -143,7 +139,7 @@ def test_loads_an_archive_written_by_the_tensorflow_backend(trained_like, tmp_pa
         _rel(backend.predict(loaded, x, offsets), backend.predict(model, x, offsets))
         <= ROUND_TRIP_TOL
     )
-    assert snapshot["gridsize"] == params.cfg["gridsize"] == 2
+    assert snapshot["gridsize"] == 2
 
 
 def test_model_config_falls_back_to_params_when_config_lacks_model(trained_like, tmp_path):
@@ -152,7 +148,7 @@ def test_model_config_falls_back_to_params_when_config_lacks_model(trained_like,
         tmp_path,
         backend="tensorflow",
         config={"nepochs": 1},
-        params=params_snapshot(config, s),
+        params=legacy_params(config, s),
         weights=export_weights(model),
     )
     loaded, _ = load_archive(tmp_path)
@@ -161,7 +157,6 @@ def test_model_config_falls_back_to_params_when_config_lacks_model(trained_like,
 
 def test_original_api_save_and_load_torch_bundle(trained_like, tmp_path):
     model, config, s = trained_like
-    params.cfg["intensity_scale"] = s
     path = save_torch_bundle(
         {"autoencoder": model, "diffraction_to_obj": DiffractionToObject(model)},
         tmp_path / "wts.h5",
@@ -178,7 +173,7 @@ def test_backend_implements_the_whole_protocol(trained_like, tmp_path):
     model, config, s = trained_like
     backend = select_backend("pytorch")
     assert isinstance(backend, Backend)
-    path = backend.save_archive(model, tmp_path, config, intensity_scale=s, history={"loss": [2.0]})
+    path = backend.save_archive(model, tmp_path, config, history={"loss": [2.0]})
     assert load_bundle(path).history == {"loss": [2.0]}
     x, offsets = _inputs(3)
     patches = backend.predict(model, x, offsets, batch_size=2)

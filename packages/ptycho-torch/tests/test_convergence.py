@@ -13,7 +13,7 @@ import numpy as np
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.simulation import simulate_dataset
-from ptycho_torch.config import TorchExecutionConfig
+from ptycho_torch.config import ExecutionConfig
 from ptycho_torch.model import build_model
 from ptycho_torch.workflows.components import _reassemble_cdi_image_torch, run_cdi_example_torch
 
@@ -35,7 +35,7 @@ def test_short_training_on_simulated_lines_reaches_the_measured_ssim(tmp_path):
         seed=3,
         output_dir=tmp_path,
     )
-    execution = TorchExecutionConfig(accelerator="cpu", enable_progress_bar=False)
+    execution = ExecutionConfig(accelerator="cpu", enable_progress_bar=False)
     amp, phase, results = run_cdi_example_torch(
         raw, None, config, do_stitching=True, execution_config=execution
     )

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 
-from ptycho_torch.model_manager import load_archive
+from ptycho_torch.archive import load_archive
 
 SCRIPT = textwrap.dedent(
     """
@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
 
     from ptycho_api.config import ModelConfig, TrainingConfig
     from ptycho_api.simulation import simulate_dataset
-    from ptycho_torch.config import TorchExecutionConfig
+    from ptycho_torch.config import ExecutionConfig
     from ptycho_torch.workflows.components import run_cdi_example_torch
 
     raw = simulate_dataset(n_images=40, N=64, seed=3)
@@ -26,11 +26,11 @@ SCRIPT = textwrap.dedent(
         model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, batch_size=8, seed=1,
         output_dir=Path(sys.argv[1]),
     )
-    execution = TorchExecutionConfig(
+    execution = ExecutionConfig(
         accelerator="cpu", devices=2, strategy="ddp", enable_progress_bar=False
     )
     _, _, results = run_cdi_example_torch(raw, None, config, execution_config=execution)
-    trainer = results["trainer"]
+    trainer = results["backend"].last_trainer
     print(f"RANK {trainer.global_rank} WORLD {trainer.world_size} "
           f"BACKEND {trainer.strategy.process_group_backend} EPOCHS {len(results['history']['loss'])}")
     """

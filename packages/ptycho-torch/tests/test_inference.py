@@ -9,8 +9,9 @@ import torch
 from ptycho_api.config import ModelConfig
 from ptycho_api.probe import default_probe
 from ptycho_api.stitching import reassemble_position as ref_reassemble
-from ptycho_torch.inference import TorchModelWrapper, predict_patches, reassemble_position
+from ptycho_torch.inference import predict_patches, reassemble_position
 from ptycho_torch.model import build_model
+from ptycho_torch.wrapper import TorchModelWrapper
 
 TOL = 1e-5
 """parity.md section 2: stitching vs the numpy reference."""
@@ -67,6 +68,10 @@ def test_predict_returns_complex64_patches_independent_of_batch_size(rel):
         direct = model(torch.from_numpy(x), torch.from_numpy(offsets))[0].numpy()
     assert rel(a, direct) <= 1e-4
     assert model.training  # predict restores the mode it found
+    # As in ptycho_tf: a batch size below 1 is refused (a negative one used to return np.empty).
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            predict_patches(model, x, offsets, batch_size=bad)
 
 
 def test_wrapper_predict_takes_keras_style_inputs():

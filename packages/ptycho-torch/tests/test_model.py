@@ -12,14 +12,9 @@ from ptycho_api.architecture import canonical_weight_shapes, conv_weight_count
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.errors import ConfigError
 from ptycho_api.probe import default_probe
-from ptycho_torch.model import (
-    DiffractionToObject,
-    PtychoPINN,
-    build_model,
-    create_torch_model_with_gridsize,
-    export_weights,
-    import_weights,
-)
+from ptycho_torch.model import PtychoPINN, build_model, create_model_with_gridsize
+from ptycho_torch.modules import DiffractionToObject
+from ptycho_torch.weights import export_weights, import_weights
 
 
 @pytest.mark.parametrize(
@@ -126,9 +121,9 @@ def test_unsupported_patch_size_is_a_config_error():
         build_model(ModelConfig(N=96, n_filters_scale=1), default_probe(96), 1.0)
 
 
-def test_create_torch_model_with_gridsize_returns_both_models_sharing_weights():
+def test_create_model_with_gridsize_returns_both_models_sharing_weights():
     cfg = TrainingConfig(model=ModelConfig(n_filters_scale=1), seed=3, probe_trainable=True)
-    autoencoder, d2o = create_torch_model_with_gridsize(2, 64, cfg)
+    autoencoder, d2o = create_model_with_gridsize(2, 64, cfg)
     assert isinstance(autoencoder, PtychoPINN) and isinstance(d2o, DiffractionToObject)
     assert autoencoder.model_config.gridsize == 2 and autoencoder.probe_trainable
     x = torch.rand(3, 64, 64, 4) * 900

@@ -14,25 +14,20 @@ import torch
 
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
-from ptycho_api.errors import ConfigError
-from ptycho_torch.config import TorchExecutionConfig
-from ptycho_torch.model import build_model, export_weights
-from ptycho_torch.training import (
-    ADAM_EPS,
-    KerasAdam,
-    PtychoLightningModule,
-    keras_plateau_scheduler,
-    split_train_validation,
-    train_model,
-)
+from ptycho_api.schedule import SCHEDULE
+from ptycho_torch.config import ExecutionConfig
+from ptycho_torch.lightning_module import KerasAdam, PtychoLightningModule, keras_plateau_scheduler
+from ptycho_torch.model import build_model
+from ptycho_torch.training import train_model
+from ptycho_torch.weights import export_weights
 from ptycho_torch.workflows.components import train_cdi_model_torch
 
-CPU = TorchExecutionConfig(accelerator="cpu", enable_progress_bar=False)
+CPU = ExecutionConfig(accelerator="cpu", enable_progress_bar=False)
 
 
 def _saturated_nll(container) -> float:
     """The NLL's lower bound on the training split: I_pred = I_obs (decision 9, float64)."""
-    n_train = split_train_validation(len(container))
+    n_train = SCHEDULE.n_train(len(container))
     observed = (container.X[:n_train].astype(np.float64) * container.intensity_scale) ** 2
     return float(np.mean(observed - observed * np.log(observed + 1e-12)))
 
@@ -144,7 +139,7 @@ def test_same_seed_twice_with_deterministic_gives_identical_weights_and_history(
         )
         execution = replace(CPU, deterministic=True)
         out = train_cdi_model_torch(scan_64, None, config, execution_config=execution)
-        results.append((out["history"], export_weights(out["model_instance"])))
+        results.append((out["history"], export_weights(out["model"])))
     (h1, w1), (h2, w2) = results
     assert h1 == h2
     assert all(np.array_equal(w1[k], w2[k]) for k in w1)
@@ -153,7 +148,7 @@ def test_same_seed_twice_with_deterministic_gives_identical_weights_and_history(
 def test_keras_plateau_semantics():
     """Reduce after 2 epochs without improving best - 1e-4 (absolute), halve, floor at 1e-4."""
     param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.Adam([param], lr=1e-3, eps=ADAM_EPS)
+    optimizer = torch.optim.Adam([param], lr=1e-3, eps=SCHEDULE.epsilon)
     scheduler = keras_plateau_scheduler(optimizer)
     # best 10 -> 9.99995 (not better by 1e-4: bad 1) -> 9.99991 (bad 2: reduce) -> 5 (better)
     # -> 5, 5 (reduce) -> 4, then plateaus hit the floor.
@@ -212,19 +207,7 @@ def test_keras_adam_follows_the_keras_update_rule():
     ("n", "n_train"), [(256, 243), (20, 19), (19, 18), (10, 9), (2, 1), (1, 1)]
 )
 def test_validation_split_is_keras_validation_split(n, n_train):
-    assert split_train_validation(n) == n_train
-
-
-@pytest.mark.parametrize("field", ["realspace_weight", "realspace_mae_weight"])
-def test_realspace_losses_are_refused(field, scan_64, tmp_path):
-    config = TrainingConfig(
-        model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, output_dir=tmp_path, **{field: 0.5}
-    )
-    container = create_ptycho_data_container(scan_64, config)
-    model = build_model(config.model, container.probe, container.intensity_scale)
-    message = f"training.{field}: realspace losses are not supported yet; expected 0.0; found 0.5"
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        train_model(model, container, config, execution=CPU)
+    assert SCHEDULE.n_train(n) == n_train
 
 
 def test_progress_and_cancellation(scan_64, tmp_path):
@@ -292,7 +275,5 @@ def test_progress_bar_by_default_only_on_a_terminal(scan_64, tmp_path, monkeypat
     )
     container = create_ptycho_data_container(scan_64, config)
     model = build_model(config.model, container.probe, container.intensity_scale, seed=3)
-    _, trainer = train_model(
-        model, container, config, execution=TorchExecutionConfig(accelerator="cpu")
-    )
+    _, trainer = train_model(model, container, config, execution=ExecutionConfig(accelerator="cpu"))
     assert (trainer.progress_bar_callback is not None) is expected

@@ -9,13 +9,13 @@ from ptycho_api import params
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.simulation import simulate_dataset
 from ptycho_bundle import load_bundle
-from ptycho_torch.config import TorchExecutionConfig
-from ptycho_torch.inference import TorchModelWrapper
+from ptycho_torch.config import ExecutionConfig
 from ptycho_torch.workflows.components import (
     _reassemble_cdi_image_torch,
     load_inference_bundle_torch,
     run_cdi_example_torch,
 )
+from ptycho_torch.wrapper import TorchModelWrapper
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def run(tmp_path_factory):
         seed=4,
         output_dir=tmp_path_factory.mktemp("workflow"),
     )
-    execution = TorchExecutionConfig(accelerator="cpu", enable_progress_bar=False)
+    execution = ExecutionConfig(accelerator="cpu", enable_progress_bar=False)
     amp, phase, results = run_cdi_example_torch(train, test, config, execution_config=execution)
     legacy = dict(params.cfg)  # the autouse fixture resets params.cfg before each test
     return {"amp": amp, "phase": phase, "results": results, "config": config, "legacy": legacy}
@@ -44,7 +44,7 @@ def test_run_cdi_example_returns_images_and_results(run):
     for key in ("history", "train_container", "test_container", "intensity_scale"):
         assert key in results
     assert len(results["history"]["loss"]) == 2
-    assert results["reconstructed_obj"].shape == (48, 64, 64, 1)
+    assert results["patches"].shape == (48, 64, 64, 1)
     # CONFIG-001 ran first: the legacy dict reflects the config.
     legacy = run["legacy"]
     assert (legacy["N"], legacy["gridsize"], legacy["n_filters_scale"], legacy["nepochs"]) == (
@@ -58,7 +58,7 @@ def test_run_cdi_example_returns_images_and_results(run):
 
 def test_run_cdi_example_writes_the_archive(run):
     path = run["config"].output_dir / "wts.h5.zip"
-    assert run["results"]["archive_path"] == path and path.is_file()
+    assert run["results"]["archive"] == path and path.is_file()
     bundle = load_bundle(path)
     assert (
         bundle.backend == "pytorch" and bundle.history["loss"] == run["results"]["history"]["loss"]
@@ -75,7 +75,7 @@ def test_load_inference_bundle_predicts_like_the_trained_model(run):
         [container.X * np.float32(params.cfg["intensity_scale"]), container.local_offsets]
     )
     # Bit-identical weights from weights.h5; same batches: identical float32 results (1e-6 bound).
-    want = run["results"]["reconstructed_obj"]
+    want = run["results"]["patches"]
     assert np.max(np.abs(patches - want)) <= 1e-6 * np.max(np.abs(want))
     amp, phase, stitched_patches = _reassemble_cdi_image_torch(
         container, run["config"], model=model
@@ -85,7 +85,7 @@ def test_load_inference_bundle_predicts_like_the_trained_model(run):
 
 def test_reassemble_options_flip_transpose_and_scale(run):
     container = run["results"]["test_container"]
-    model = run["results"]["model_instance"]
+    model = run["results"]["model"]
     amp, _, patches = _reassemble_cdi_image_torch(container, run["config"], model=model)
     flipped, _, _ = _reassemble_cdi_image_torch(container, run["config"], flip_x=True, model=model)
     transposed, _, t_patches = _reassemble_cdi_image_torch(

@@ -29,9 +29,15 @@ __all__ = [
     "canonical_weight_shapes",
     "conv_weight_count",
     "check_canonical_weights",
+    "LOG_SCALE_KEY",
+    "PROBE_KEY",
 ]
 
 KERNEL_SIZE = 3
+LOG_SCALE_KEY = "physics/log_intensity_scale"
+"""Canonical weight: log(lambda), the model's (possibly trained) intensity scale, ``()`` float32."""
+PROBE_KEY = "physics/probe"
+"""Canonical weight: the normalised probe the model uses, ``(N, N)`` complex64."""
 BORDER_CHANNELS = 4
 """The decoder's last 4 trunk channels feed the probe_big border branch (B 7.4)."""
 
@@ -175,8 +181,8 @@ def canonical_weight_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...]
     for conv in layout.convs():
         out[f"{conv.name}/kernel"] = (conv.kernel_shape, f32)
         out[f"{conv.name}/bias"] = ((conv.out_channels,), f32)
-    out["physics/log_intensity_scale"] = ((), f32)
-    out["physics/probe"] = ((cfg.N, cfg.N), np.dtype(np.complex64))
+    out[LOG_SCALE_KEY] = ((), f32)
+    out[PROBE_KEY] = ((cfg.N, cfg.N), np.dtype(np.complex64))
     return out
 
 

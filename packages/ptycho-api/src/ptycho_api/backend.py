@@ -5,6 +5,10 @@ Backends register a class under the entry-point group ``ptycho.backends`` (``pty
 backend module (and with it its framework) is imported only when that backend is selected or
 explicitly queried by :func:`list_backends`.
 
+Each backend also registers its :class:`LogFilters` under ``ptycho.log_filters`` (same names),
+from a module that imports no framework, so that a front end such as the CLI can quiet the
+framework's start-up output before the framework is imported (:func:`discover_log_filters`).
+
 Selection ladder, first rule that applies wins:
 
 1. explicit argument (``select_backend("pytorch")``, CLI ``--backend``), unless ``"auto"``;
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -37,14 +41,17 @@ from ptycho_api.errors import BackendError, BackendNotInstalledError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "LOG_FILTERS_GROUP",
     "ENV_VAR",
     "KNOWN_BACKENDS",
     "PREFERENCE",
     "Backend",
     "BackendInfo",
+    "LogFilters",
     "Selection",
     "TrainingHistory",
     "discover_backends",
+    "discover_log_filters",
     "list_backends",
     "resolve_backend",
     "select_backend",
@@ -54,6 +61,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "ptycho.backends"
+LOG_FILTERS_GROUP = "ptycho.log_filters"
+"""Entry-point group of each backend's :class:`LogFilters` object (same names as the backends)."""
 ENV_VAR = "PTYCHO_BACKEND"
 KNOWN_BACKENDS: dict[str, str] = {"tensorflow": "ptycho-tf", "pytorch": "ptycho-torch"}
 """Canonical backend name -> the distribution that provides it (used for install hints)."""
@@ -62,6 +71,43 @@ PREFERENCE: tuple[str, ...] = ("tensorflow", "pytorch")
 
 TrainingHistory = dict[str, list[float]]
 """Per-epoch training history: ``{"loss": [...], "val_loss": [...], "lr": [...]}``."""
+
+
+@dataclass(frozen=True)
+class LogFilters:
+    """What a front end may hide of a backend's framework output unless asked to be verbose.
+
+    Plain data, so that a backend can define it in a module that imports no framework: it is
+    read (through ``ptycho.log_filters``) before the framework is imported. The default hides
+    nothing.
+    """
+
+    native_lines: tuple[bytes, ...] = ()
+    """Regular expressions (bytes, matched at line start) of native log lines to drop from file
+    descriptor 2 while the framework is imported (C++ start-up notes written before any Python
+    set-up can take effect)."""
+    quiet_loggers: tuple[str, ...] = ()
+    """Python loggers to hold at WARNING once the framework is imported."""
+    warning_modules: tuple[str, ...] = ()
+    """Top-level modules whose ``DeprecationWarning``/``FutureWarning`` are hidden."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """Environment variables (name, value) to set, unless already set, before the import."""
+
+    def __or__(self, other: LogFilters) -> LogFilters:
+        """Both sets of filters together (duplicates dropped, order kept)."""
+        if not isinstance(other, LogFilters):
+            return NotImplemented
+        env = dict(other.environment) | dict(self.environment)
+        return LogFilters(
+            native_lines=_unique(self.native_lines + other.native_lines),
+            quiet_loggers=_unique(self.quiet_loggers + other.quiet_loggers),
+            warning_modules=_unique(self.warning_modules + other.warning_modules),
+            environment=tuple(env.items()),
+        )
+
+
+def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(items))
 
 
 @runtime_checkable
@@ -74,6 +120,10 @@ class Backend(Protocol):
 
     name: str
     """Canonical backend name: ``"tensorflow"`` or ``"pytorch"``."""
+
+    log_filters: LogFilters
+    """The framework output a front end may hide; the same object the backend registers under
+    ``ptycho.log_filters`` from a module that imports no framework (read before importing)."""
 
     def framework_version(self) -> str:
         """Version string of the underlying framework (e.g. ``"2.21.0"``)."""
@@ -162,11 +212,19 @@ class Backend(Protocol):
         *,
         history: TrainingHistory | None = None,
     ) -> Path:
-        """Write the ``wts.h5.zip`` archive (via ``ptycho_bundle``) atomically; returns its path."""
+        """Write the ``wts.h5.zip`` archive atomically through ``ptycho_bundle.write_model_archive``.
+
+        The archive records ``config`` with the model's own settings and the data scale s the
+        model was built with (not the trained lambda, which is a weight). Returns its path.
+        """
         ...
 
     def load_archive(self, path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
-        """Load any format-2 archive; restore ``params.cfg`` (CONFIG-001); return (model, params)."""
+        """Load any format-2 archive (``ptycho_bundle.read_model_archive``) -> (model, params snapshot).
+
+        ``params.cfg`` is left alone: restoring it (CONFIG-001) is the workflow layer's job
+        (``ptycho_api.workflows.load_inference_bundle``).
+        """
         ...
 
 
@@ -199,6 +257,38 @@ def discover_backends() -> dict[str, metadata.EntryPoint]:
         # the first one on sys.path wins, as it would for an import.
         found.setdefault(name, ep)
     return found
+
+
+def discover_log_filters(name: str | None = None) -> LogFilters:
+    """The registered log filters of backend ``name`` (None: of every installed backend).
+
+    Imports only the modules named under ``ptycho.log_filters``, never a framework. Missing,
+    broken or malformed registrations (e.g. stale metadata of an old install) count as no
+    filters: this never raises.
+    """
+    wanted = None if name is None else normalize_backend_name(name)
+    combined = LogFilters()
+    seen: set[str] = set()
+    try:
+        entry_points = list(metadata.entry_points(group=LOG_FILTERS_GROUP))
+    except Exception:  # unreadable metadata of some distribution: no filters
+        logger.debug("entry points of %s could not be read", LOG_FILTERS_GROUP, exc_info=True)
+        return combined
+    for ep in entry_points:
+        canonical = normalize_backend_name(ep.name)
+        if canonical in seen or (wanted is not None and canonical != wanted):
+            continue
+        seen.add(canonical)  # the first one on sys.path wins, as in discover_backends
+        try:
+            found = ep.load()
+        except Exception:  # an old or broken install must not break the caller
+            logger.debug("log filters %s = %s failed to load", ep.name, ep.value, exc_info=True)
+            continue
+        if isinstance(found, LogFilters):
+            combined = combined | found
+        else:
+            logger.debug("log filters %s = %s is not a LogFilters", ep.name, ep.value)
+    return combined
 
 
 def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:

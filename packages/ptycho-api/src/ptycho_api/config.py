@@ -39,6 +39,7 @@ __all__ = [
     "update_legacy_dict",
     "config_to_dict",
     "config_from_dict",
+    "model_config_from_legacy_dict",
     "load_config",
     "save_config",
 ]
@@ -246,8 +247,14 @@ class TrainingConfig:
         _check_int(s, "nepochs", self.nepochs, minimum=1)
         _check_number(s, "mae_weight", self.mae_weight, low=0.0, high=1.0)
         _check_number(s, "nll_weight", self.nll_weight, low=0.0, high=1.0)
-        _check_number(s, "realspace_mae_weight", self.realspace_mae_weight, low=0.0)
-        _check_number(s, "realspace_weight", self.realspace_weight, low=0.0)
+        for name in ("realspace_mae_weight", "realspace_weight"):
+            _check_number(s, name, getattr(self, name), low=0.0)
+            # Both backends train the diffraction loss only; a real-space term would be ignored.
+            if getattr(self, name) != 0:
+                raise ConfigError(
+                    f"{s}.{name}: realspace losses are not supported yet; expected 0.0; "
+                    f"found {getattr(self, name)!r}"
+                )
         _check_number(s, "nphotons", self.nphotons, low=0.0, low_open=True)
         _validate_sampling(s, self)
         for name in (
@@ -451,6 +458,16 @@ def _build(cls: type[C], data: Mapping[str, Any], where: str) -> C:
 def config_from_dict(data: Mapping[str, Any], cls: type[C] = TrainingConfig) -> C:
     """Build a validated config of type ``cls`` from a (nested) mapping; unknown keys are errors."""
     return _build(cls, data, cls.__name__).validate()
+
+
+def model_config_from_legacy_dict(cfg: Mapping[str, Any]) -> ModelConfig:
+    """A validated ``ModelConfig`` from legacy params keys (``object.big``, ...); absent keys keep defaults."""
+    values = {}
+    for spec in dataclasses.fields(ModelConfig):
+        key = KEY_MAPPINGS.get(spec.name, spec.name)
+        if key in cfg:
+            values[spec.name] = cfg[key]
+    return _build(ModelConfig, values, "params").validate()
 
 
 def config_to_dict(obj: AnyConfig) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.ndimage import correlate1d
 
-from ptycho_api.physics import _result_dtype, far_field, padded_size, translate
+from ptycho_api.physics import _result_dtype, far_field, gaussian_taps, padded_size, translate
 from ptycho_api.probe import probe_support_mask
 
 __all__ = [
@@ -146,12 +146,10 @@ def extract_from_canvas(canvas: np.ndarray, local_offsets: np.ndarray, N: int) -
 def smooth_field(field: np.ndarray, sigma: float) -> np.ndarray:
     """3x3 separable Gaussian smoothing of B 6.4: ``(B, N, N, C)`` -> same shape and dtype.
 
-    Taps ``softmax(-x^2 / (2 sigma^2))`` for x in {-1, 0, 1}, reflect padding (edge pixel not
-    repeated), applied to real and imaginary parts alike (the filter is linear and real).
+    Taps ``gaussian_taps(sigma)`` in float64, reflect padding (edge pixel not repeated), applied
+    to real and imaginary parts alike (the filter is linear and real).
     """
-    x = np.array([-1.0, 0.0, 1.0])
-    taps = np.exp(-(x**2) / (2.0 * sigma**2))
-    taps /= taps.sum()
+    taps = gaussian_taps(sigma, np.float64)
     out = correlate1d(field.astype(np.complex128), taps, axis=1, mode="mirror")
     out = correlate1d(out, taps, axis=2, mode="mirror")
     return out.astype(field.dtype, copy=False)

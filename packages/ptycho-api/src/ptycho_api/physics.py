@@ -1,4 +1,4 @@
-"""Numpy reference physics primitives (physics.md B 1.1, B 4, B 6.1, Part A decisions 9, 11, 12).
+"""Numpy reference physics primitives (physics.md B 1.1, B 4, B 6.1, B 6.4, Part A decisions 9, 11, 12).
 
 These functions are the oracle both deep-learning backends are tested against, so they favour
 clarity over speed and compute internally in float64, returning the input's precision
@@ -11,15 +11,20 @@ spatial axes next (``(B, H, W)`` or channels-last ``(B, H, W, C)``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "translate",
     "extract_patches",
     "far_field",
+    "gaussian_taps",
     "padded_size",
     "poisson_nll",
     "mae",
+    "weighted_loss",
     "NLL_LOG_FLOOR",
 ]
 
@@ -157,6 +162,21 @@ def far_field(field: np.ndarray, axes: tuple[int, int] = (-2, -1)) -> np.ndarray
     return amplitude.astype(out_dtype, copy=False)
 
 
+def gaussian_taps(sigma: float, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    """The 3 taps of B 6.4's separable smoothing kernel: ``(3,)`` array of ``dtype`` (default float32).
+
+    ``softmax(-x^2 / (2 sigma^2))`` for x in {-1, 0, 1} pixels (a Gaussian of width ``sigma`` px
+    sampled at the centre pixel and its two neighbours, normalised to sum 1), computed in float64
+    and then cast. The numpy reference smooths with the float64 taps; both backends multiply
+    their float32 fields by the float32 taps. Raises ``ValueError`` unless ``sigma > 0``.
+    """
+    if not sigma > 0:
+        raise ValueError(f"gaussian_taps: sigma must be > 0 pixels; found {sigma}")
+    x = np.array([-1.0, 0.0, 1.0])
+    taps = np.exp(-(x * x) / (2.0 * float(sigma) ** 2))
+    return (taps / taps.sum()).astype(dtype)
+
+
 def padded_size(N: int, gridsize: int, offset: int = 4, max_position_jitter: int = 10) -> int:
     """Side in pixels of the per-group overlap canvas (B 3.1): ``N + (gridsize-1)*offset + jitter``."""
     return N + (gridsize - 1) * offset + max_position_jitter
@@ -181,3 +201,17 @@ def mae(pred_amp_scaled: np.ndarray, target_amp_scaled: np.ndarray) -> float:
     pred = np.asarray(pred_amp_scaled, dtype=np.float64)
     target = np.asarray(target_amp_scaled, dtype=np.float64)
     return float(np.mean(np.abs(pred - target)))
+
+
+def weighted_loss(nll: Any, mae_value: Any, nll_weight: float, mae_weight: float) -> Any:
+    """``nll_weight * nll + mae_weight * mae`` with zero-weight terms left out (decision 9).
+
+    Works on numpy scalars and on framework tensors alike (only ``*`` and ``+`` are used), so
+    both backends combine their loss terms here; with both weights zero it returns ``0.0 * nll``.
+    """
+    loss = None
+    if nll_weight:
+        loss = nll_weight * nll
+    if mae_weight:
+        loss = mae_weight * mae_value if loss is None else loss + mae_weight * mae_value
+    return 0.0 * nll if loss is None else loss

@@ -3,7 +3,12 @@
 Each function selects a backend (explicit ``backend=`` argument, then the config's ``backend``
 field, then ``PTYCHO_BACKEND``, then what is installed; see ``ptycho_api.backend``), applies the
 CONFIG-001 bridge first, and drives the backend through the ``Backend`` protocol only, so the
-same code path serves TensorFlow and PyTorch.
+same code path serves TensorFlow and PyTorch. The backends' seed-compatible
+``workflows/components.py`` are thin adapters over these functions, so results and errors are
+the same whichever backend runs.
+
+The model last trained or loaded here is remembered (as the original's module-level model was),
+so ``reassemble_cdi_image`` without ``model=`` and the legacy ``model_manager.save`` work.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ptycho_api.backend import select_backend
 from ptycho_api.config import InferenceConfig, TrainingConfig, update_legacy_dict
 from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
 from ptycho_api.errors import ConfigError, DataError
-from ptycho_api.normalization import intensity_scale
+from ptycho_api.probe import normalize_probe
 from ptycho_api.rawdata import RawData
 from ptycho_api.stitching import apply_stitch_options
 
@@ -32,11 +37,29 @@ __all__ = [
     "load_inference_bundle",
     "predict_patches",
     "stitch_patches",
+    "current_model",
+    "restore_params",
 ]
 
 logger = logging.getLogger(__name__)
 
 DataLike = RawData | PtychoDataContainer | dict
+
+_current: dict[str, Any] = {"backend": None, "model": None, "config": None}
+
+
+def _remember(backend: Any, model: Any, config: TrainingConfig | None) -> None:
+    _current.update(backend=backend, model=model, config=config)
+
+
+def current_model() -> tuple[Any, Any, TrainingConfig | None]:
+    """``(backend, model, training config)`` last trained or loaded in this process (or Nones)."""
+    return _current["backend"], _current["model"], _current["config"]
+
+
+def restore_params(snapshot: dict[str, Any]) -> None:
+    """CONFIG-001 after a load: copy an archive's params snapshot into ``params.cfg``."""
+    params.cfg.update(snapshot)
 
 
 def _backend(backend: Any, config: TrainingConfig | InferenceConfig | None) -> Any:
@@ -88,8 +111,10 @@ def train_cdi_model(
         raise ConfigError(
             f"model.N: expected the training patterns' size {train.N}; found {config.model.N}"
         )
-    scale = intensity_scale(config.nphotons, config.model.N)
+    scale = float(train.intensity_scale)
     params.cfg["intensity_scale"] = scale
+    # The original kept the normalised probe in the global dict; legacy callers read it there.
+    params.cfg["probe"] = normalize_probe(train.probe, config.model.probe_scale)[..., None]
     logger.info(
         "training on %d groups (%d test) with the %s backend",
         len(train),
@@ -105,6 +130,7 @@ def train_cdi_model(
         intensity_scale_trainable=config.intensity_scale_trainable,
     )
     history = impl.train(model, train, test, config)
+    _remember(impl, model, config)
     results: dict[str, Any] = {
         "history": history,
         "model": model,
@@ -164,17 +190,32 @@ def reassemble_cdi_image(
     M: int = 20,
     coord_scale: float = 1.0,
     *,
-    model: Any,
+    model: Any = None,
     backend: Any = None,
     scale: float | None = None,
     batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predict and stitch ``test_data``: -> (amplitude ``(S, S)``, phase ``(S, S)`` rad, patches).
+    """Predict and stitch ``test_data``: -> (amplitude ``(S, S)`` f32, phase ``(S, S)`` f32 rad, patches).
 
-    ``scale`` defaults to ``params.cfg['intensity_scale']`` (set by training or archive load).
+    ``patches`` are the ``(B, N, N, 1)`` complex64 object patches as stitched (after ``transpose``).
+
+    ``model`` defaults to the one last trained or loaded here (with its backend). ``scale``
+    defaults to the data scale s the model carries, else ``params.cfg['intensity_scale']``.
+    ``flip_x`` / ``flip_y`` negate x / y of the global offsets, which are then multiplied by
+    ``coord_scale``; ``transpose`` swaps the spatial axes of every patch.
     """
+    if model is None:
+        if _current["model"] is None:
+            raise RuntimeError(
+                "reassemble_cdi_image: no model; train one (train_cdi_model) or load one "
+                "(load_inference_bundle) first, or pass model="
+            )
+        model = _current["model"]
+        backend = backend if backend is not None else _current["backend"]
     impl = _backend(backend, config)
     update_legacy_dict(params.cfg, config)
+    if scale is None:
+        scale = getattr(model, "intensity_scale", None)
     if scale is None:
         if "intensity_scale" not in params.cfg:
             raise ConfigError(
@@ -184,18 +225,21 @@ def reassemble_cdi_image(
         scale = float(params.cfg["intensity_scale"])
     container = as_container(test_data, config)
     patches = predict_patches(impl, model, container, scale, batch_size=batch_size)
-    canvas = stitch_patches(
-        impl,
+    patches, offsets = apply_stitch_options(
         patches,
         container.global_offsets,
         flip_x=flip_x,
         flip_y=flip_y,
         transpose=transpose,
-        M=M,
         coord_scale=coord_scale,
     )
+    canvas = impl.reassemble_position(patches, offsets, M)
     image = np.squeeze(canvas, axis=-1)
-    return np.abs(image), np.angle(image), patches
+    return (
+        np.abs(image).astype(np.float32),
+        np.angle(image).astype(np.float32),
+        patches,
+    )
 
 
 def run_cdi_example(
@@ -213,7 +257,8 @@ def run_cdi_example(
     """Train, save the archive and reconstruct: -> (amp, phase, results).
 
     The test scan is stitched when given; ``do_stitching=True`` without test data stitches the
-    training scan; otherwise the images are None (the rule both backends' components follow).
+    training scan; otherwise the images are None. ``results`` is ``train_cdi_model``'s plus, when
+    stitched, ``patches`` ``(B, N, N, 1)`` complex64 and their ``global_offsets``.
     """
     results = train_cdi_model(train_data, test_data, config, backend=backend)
     amp = phase = None
@@ -233,13 +278,19 @@ def run_cdi_example(
             scale=results["intensity_scale"],
         )
         results["patches"] = patches
+        results["global_offsets"] = scan.global_offsets
     return amp, phase, results
 
 
 def load_inference_bundle(
     model_dir: str | os.PathLike[str], *, backend: Any = None
 ) -> tuple[Any, dict[str, Any]]:
-    """Load a model archive with the selected backend and restore ``params.cfg``: -> (model, params)."""
+    """Load ``<model_dir>/wts.h5.zip`` (or an archive path) and restore ``params.cfg``: -> (model, params).
+
+    The model is the backend's own object; it is remembered for ``reassemble_cdi_image``.
+    """
     impl = _backend(backend, None)
-    model, restored = impl.load_archive(Path(model_dir))
-    return model, restored
+    model, snapshot = impl.load_archive(Path(model_dir))
+    restore_params(snapshot)
+    _remember(impl, model, None)
+    return model, snapshot

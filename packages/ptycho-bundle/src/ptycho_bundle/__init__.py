@@ -15,6 +15,12 @@ from ptycho_bundle.layout import (
     SUPPORTED_FORMAT_VERSIONS,
 )
 from ptycho_bundle.limits import DEFAULT_LIMITS, BundleLimits
+from ptycho_bundle.model_archive import (
+    ModelSpec,
+    legacy_params,
+    read_model_archive,
+    write_model_archive,
+)
 from ptycho_bundle.reader import Bundle, load_bundle
 from ptycho_bundle.writer import save_bundle
 
@@ -35,4 +41,8 @@ __all__ = [
     "load_bundle",
     "inspect",
     "format_inspection",
+    "ModelSpec",
+    "legacy_params",
+    "write_model_archive",
+    "read_model_archive",
 ]

@@ -4,6 +4,7 @@
 array, so memory stays bounded by one batch on the device. ``reassemble_position`` reproduces
 ``ptycho_api.stitching.reassemble_position``: each crop is accumulated through its
 ``(M+1) x (M+1)`` bilinear window, chunk by chunk, never at canvas size per patch.
+:mod:`ptycho_torch.inference` has the same public names, arguments and shapes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, checked_geometry
+from ptycho_tf.model import PtychoPINN
 
-__all__ = ["PatchPredictor", "reassemble_position"]
+__all__ = ["predict_patches", "reassemble_position"]
 
 logger = logging.getLogger(__name__)
 
 
-class PatchPredictor:
+class _PatchPredictor:
     """Compiled ``diffraction_to_obj`` step: ``[s X, offsets]`` batches -> object patches."""
 
     def __init__(self, model: keras.Model, *, jit_compile: bool = False) -> None:
@@ -58,6 +60,37 @@ class PatchPredictor:
             result = self._step(tf.constant(xb), tf.constant(ob)).numpy()
             out[lo : lo + batch_size] = result[: min(batch_size, n - lo)]
         return out
+
+
+_last_predictor: _PatchPredictor | None = None
+"""The compiled step of the last model predicted with, reused while that model is predicted with
+again (tracing is slow); holding one per model would keep every old model alive."""
+
+
+def predict_patches(
+    model: PtychoPINN,
+    x_scaled: np.ndarray,
+    local_offsets: np.ndarray,
+    *,
+    batch_size: int = 64,
+    compiled: bool = False,
+) -> np.ndarray:
+    """Object patches ``(B, N, N, 1)`` complex64 from s*X ``(B, N, N, C)`` and offsets ``(B, 1, 2, C)``.
+
+    ``model`` is the ``PtychoPINN`` ``build_model`` returns; its ``diffraction_to_obj`` runs as one
+    ``tf.function`` step (inference mode), ``batch_size`` groups at a time; ``compiled`` has XLA
+    compile that step (``jit_compile``).
+    """
+    global _last_predictor
+    predictor = _last_predictor
+    if (
+        predictor is None
+        or predictor.model is not model.diffraction_to_obj
+        or predictor.jit_compile != compiled
+    ):
+        predictor = _PatchPredictor(model.diffraction_to_obj, jit_compile=compiled)
+        _last_predictor = predictor
+    return predictor(x_scaled, local_offsets, batch_size=batch_size)
 
 
 def _shift_windows(crops: tf.Tensor, frac: tf.Tensor) -> tf.Tensor:
@@ -99,7 +132,7 @@ def _accumulate(
 
 
 def reassemble_position(
-    patches: np.ndarray, global_offsets: np.ndarray, M: int = 20, chunk_size: int = 4096
+    patches: np.ndarray, global_offsets: np.ndarray, M: int = 20, *, chunk_size: int = 4096
 ) -> np.ndarray:
     """Stitch ``(B, N, N, 1)`` complex patches at ``(B, 1, 2, 1)`` float64 offsets -> ``(S, S, 1)`` c64.
 

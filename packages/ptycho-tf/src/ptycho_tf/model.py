@@ -1,6 +1,6 @@
 """The PtychoPINN network and forward model in Keras 3 (physics.md B 7; decisions 1, 2, 4, 6).
 
-``build_models`` builds the ``autoencoder`` (three outputs) and ``diffraction_to_obj`` (object
+``build_model`` builds the ``autoencoder`` (three outputs) and ``diffraction_to_obj`` (object
 patches only) functional models, which share every layer. Conv structure and canonical names come
 only from :func:`ptycho_api.architecture.network_layout`; a conv named ``decoder_amp/block1/conv0``
 canonically is the Keras layer ``decoder_amp__block1__conv0``.
@@ -37,25 +37,17 @@ from ptycho_tf.layers import (
     TrimCanvas,
 )
 
-__all__ = [
-    "PtychoModels",
-    "build_models",
-    "create_model_with_gridsize",
-    "keras_layer_name",
-    "conv_layers",
-    "SCALER_NAME",
-    "PROBE_NAME",
-]
+__all__ = ["PtychoPINN", "build_model", "create_model_with_gridsize"]
 
 logger = logging.getLogger(__name__)
 
-SCALER_NAME = "intensity_scaler"
-PROBE_NAME = "probe_illumination"
+_SCALER_NAME = "intensity_scaler"
+_PROBE_NAME = "probe_illumination"
 OUTPUT_NAMES = ("trimmed_obj", "pred_amp_scaled", "pred_intensity")
 
 
 @dataclass
-class PtychoModels:
+class PtychoPINN:
     """The two Keras models of one network plus what built them.
 
     ``autoencoder``: ``[s*X (B,N,N,C) f32, local_offsets (B,1,2,C) f32]`` ->
@@ -78,23 +70,22 @@ class PtychoModels:
     @property
     def scaler(self) -> IntensityScaler:
         """The shared intensity-scale layer (weight ``log_intensity_scale``)."""
-        return self.autoencoder.get_layer(SCALER_NAME)
+        return self.autoencoder.get_layer(_SCALER_NAME)
 
     @property
     def probe_layer(self) -> ProbeIllumination:
         """The probe-illumination layer (weights ``probe_real``, ``probe_imag``)."""
-        return self.autoencoder.get_layer(PROBE_NAME)
+        return self.autoencoder.get_layer(_PROBE_NAME)
+
+    def conv_layers(self) -> Iterator[tuple[Conv, Any]]:
+        """``(layout conv, Keras Conv2D layer)`` pairs in canonical order."""
+        for conv in network_layout(self.model_config).convs():
+            yield conv, self.autoencoder.get_layer(_keras_layer_name(conv.name))
 
 
-def keras_layer_name(canonical: str) -> str:
+def _keras_layer_name(canonical: str) -> str:
     """Keras layer name of a canonical conv prefix (Keras names cannot contain ``/``)."""
     return canonical.replace("/", "__")
-
-
-def conv_layers(model: keras.Model, model_config: ModelConfig) -> Iterator[tuple[Conv, Any]]:
-    """``(layout conv, Keras Conv2D layer)`` pairs in canonical order."""
-    for conv in network_layout(model_config).convs():
-        yield conv, model.get_layer(keras_layer_name(conv.name))
 
 
 class _ConvFactory:
@@ -118,7 +109,7 @@ class _ConvFactory:
             activation=activation,
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
             bias_initializer="zeros",
-            name=keras_layer_name(conv.name),
+            name=_keras_layer_name(conv.name),
         )
 
 
@@ -159,7 +150,7 @@ def _decoder(make: _ConvFactory, layout: DecoderLayout, cfg: ModelConfig, x: Any
     return keras.layers.Add(name=f"{name}__combine")([centre, border])
 
 
-def build_models(
+def build_model(
     model_config: ModelConfig,
     probe: np.ndarray,
     intensity_scale: float,
@@ -168,7 +159,7 @@ def build_models(
     intensity_scale_trainable: bool = True,
     seed: int | None = None,
     probe_is_normalized: bool = False,
-) -> PtychoModels:
+) -> PtychoPINN:
     """Build both models for ``model_config`` (B 7), raw probe ``(N, N)`` c64 and data scale s.
 
     The probe is normalised here (``P / (probe_scale * mean|mask P|)``, B 6.3) unless
@@ -197,7 +188,9 @@ def build_models(
 
     x_in = keras.Input((N, N, C), name="input", dtype="float32")
     offsets_in = keras.Input((1, 2, C), name="input_positions", dtype="float32")
-    scaler = IntensityScaler(math.log(intensity_scale), intensity_scale_trainable, name=SCALER_NAME)
+    scaler = IntensityScaler(
+        math.log(intensity_scale), intensity_scale_trainable, name=_SCALER_NAME
+    )
     x = scaler(x_in, inverse=True)
     for i, pair in enumerate(layout.encoder):
         x = _conv_pair(make, pair, x)
@@ -216,7 +209,7 @@ def build_models(
         model_config.probe_mask,
         model_config.gaussian_smoothing_sigma,
         probe_trainable,
-        name=PROBE_NAME,
+        name=_PROBE_NAME,
     )
     psi = probe_layer(extracted)
     amp = FarField(name="far_field")(psi)
@@ -236,7 +229,7 @@ def build_models(
         model_config.n_filters_scale,
         autoencoder.count_params(),
     )
-    return PtychoModels(
+    return PtychoPINN(
         autoencoder,
         diffraction_to_obj,
         model_config,
@@ -276,7 +269,7 @@ def create_model_with_gridsize(
         intensity_scale = params.cfg.get("intensity_scale") or default_intensity_scale(
             float(params.cfg.get("nphotons", 1e9)), N
         )
-    models = build_models(
+    models = build_model(
         model_config,
         probe,
         float(intensity_scale),

@@ -1,7 +1,8 @@
-"""Seed-compatible ``ModelManager`` (``save_multiple_models`` / ``load_multiple_models``) and ``save``.
+"""Seed-compatible archive facade: ``ModelManager.save_multiple_models`` / ``load_multiple_models`` and ``save``.
 
-Archives are the format-2 ``wts.h5.zip`` of ``ptycho_bundle``, written and read by
-:mod:`ptycho_tf.archive`; nothing is pickled and ``model.keras`` is never needed to load.
+Thin adapters over :mod:`ptycho_tf.archive` and :func:`ptycho_api.workflows.load_inference_bundle`
+(which restores ``params.cfg``, CONFIG-001); nothing is pickled and ``model.keras`` is never
+needed to load.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 
 import keras
 
-from ptycho_api import params
-from ptycho_api.config import TrainingConfig
+from ptycho_api import params, workflows
+from ptycho_api.config import TrainingConfig, model_config_from_legacy_dict
 from ptycho_api.normalization import intensity_scale as default_intensity_scale
-from ptycho_tf.archive import load_archive, model_config_from_bundle, save_archive
-from ptycho_tf.model import PtychoModels
-from ptycho_tf.workflows.components import current_model
+from ptycho_tf import archive
+from ptycho_tf.backend import Backend
+from ptycho_tf.model import PtychoPINN
 
 __all__ = ["ModelManager", "save"]
 
@@ -38,9 +39,10 @@ class ModelManager:
     ) -> Path:
         """Write ``models_dict`` (needs ``autoencoder``) to ``<base_path>.zip`` (or a dir/zip path).
 
-        The model settings come from ``config`` or ``params.cfg`` (CONFIG-001 state), the data
-        scale from ``intensity_scale`` or ``params.cfg['intensity_scale']``. ``custom_objects``
-        is accepted for signature compatibility only: every layer is registered already.
+        As in the original, the settings not passed come from the global ``params.cfg``: the
+        model from ``config`` or the legacy keys, s from ``intensity_scale`` or
+        ``params.cfg['intensity_scale']`` (else from ``nphotons``). ``custom_objects`` is
+        accepted for signature compatibility only: every layer is registered already.
         """
         if "autoencoder" not in models_dict:
             raise KeyError(f"models_dict: 'autoencoder' is required; found {sorted(models_dict)}")
@@ -48,26 +50,21 @@ class ModelManager:
         diffraction_to_obj = models_dict.get("diffraction_to_obj") or keras.Model(
             autoencoder.inputs, autoencoder.outputs[0], name="diffraction_to_obj"
         )
-        snapshot = dict(params.cfg)
-        if config is not None:
-            model_config = config.model
-        else:
-            model_config = model_config_from_bundle(None, snapshot)
-            config = TrainingConfig(model=model_config)
+        if config is None:
+            config = TrainingConfig(model=model_config_from_legacy_dict(params.cfg))
         if intensity_scale is None:
-            intensity_scale = float(
-                snapshot.get("intensity_scale")
-                or default_intensity_scale(float(snapshot.get("nphotons", 1e9)), model_config.N)
+            intensity_scale = params.cfg.get("intensity_scale") or default_intensity_scale(
+                float(params.cfg.get("nphotons", config.nphotons)), config.model.N
             )
-        models = PtychoModels(autoencoder, diffraction_to_obj, model_config, float(intensity_scale))
-        return save_archive(models, base_path, config)
+        models = PtychoPINN(autoencoder, diffraction_to_obj, config.model, float(intensity_scale))
+        return archive.save_archive(models, base_path, config)
 
     @staticmethod
     def load_multiple_models(
         base_path: str | os.PathLike[str], model_names: Sequence[str] | None = None
     ) -> dict[str, keras.Model]:
         """Load an archive (either backend's) -> ``{name: Keras model}``; restores ``params.cfg``."""
-        models, _ = load_archive(base_path)
+        models, _ = workflows.load_inference_bundle(base_path, backend=Backend())
         available = {
             "autoencoder": models.autoencoder,
             "diffraction_to_obj": models.diffraction_to_obj,
@@ -81,9 +78,11 @@ class ModelManager:
 
 def save(out_dir: str | os.PathLike[str]) -> Path:
     """Write the model last trained or loaded in this process to ``<out_dir>/wts.h5.zip``."""
-    models, config = current_model()
-    if models is None:
+    backend, models, config = workflows.current_model()
+    if not isinstance(models, PtychoPINN):
         raise RuntimeError(
-            "model_manager.save: no model has been trained or loaded in this process"
+            "model_manager.save: no TensorFlow model has been trained or loaded in this process"
         )
-    return save_archive(models, out_dir, config or TrainingConfig(model=models.model_config))
+    return backend.save_archive(
+        models, out_dir, config or TrainingConfig(model=models.model_config)
+    )

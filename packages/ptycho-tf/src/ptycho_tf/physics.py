@@ -2,7 +2,11 @@
 
 Plain functions on tensors; the registered Keras layers in :mod:`ptycho_tf.layers` wrap them.
 Conventions (B 1): images are channels-last ``(B, H, W, K)``; offsets are ``[x, y]`` pixels with
-x the column index; complex fields are complex64.
+x the column index; complex fields are complex64 tensors.
+
+:mod:`ptycho_torch.physics` has the same public names with the same argument order and meaning;
+there images are channels-first ``(B, K, H, W)`` and a complex field is a ``(re, im)`` pair of
+real tensors (canvases ``(B, P, P)`` per part), PyTorch's native layout.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 import tensorflow as tf
 
 from ptycho_api.forward import CANVAS_DENOMINATOR_EPS, canvas_weight
+from ptycho_api.physics import gaussian_taps
 from ptycho_api.probe import probe_support_mask
 
 __all__ = [
@@ -19,6 +24,7 @@ __all__ = [
     "translate_complex",
     "center_mask",
     "border_mask",
+    "support_mask",
     "overlap_canvas",
     "trim_canvas",
     "extract_from_canvas",
@@ -84,6 +90,11 @@ def border_mask(N: int) -> tf.Tensor:
     return 1.0 - center_mask(N)
 
 
+def support_mask(N: int) -> tf.Tensor:
+    """``(N, N)`` float32 circular probe support of B 6.3 (``ptycho_api.probe.probe_support_mask``)."""
+    return tf.constant(probe_support_mask(N), dtype=tf.float32)
+
+
 def _split_offsets(local_offsets: tf.Tensor) -> tf.Tensor:
     """``(B, 1, 2, C)`` offsets -> flat ``(B*C, 2)`` ``[x, y]`` in flat order ``b*C + c``."""
     offsets = tf.transpose(local_offsets[:, 0], (0, 2, 1))
@@ -141,16 +152,13 @@ def extract_from_canvas(canvas: tf.Tensor, local_offsets: tf.Tensor, N: int) -> 
     return tf.transpose(tf.reshape(members, (-1, C, N, N)), (0, 2, 3, 1))
 
 
-def _gaussian_taps(sigma: float) -> list[float]:
-    """The 3 taps softmax(-x^2 / (2 sigma^2)) for x in {-1, 0, 1} (B 6.4)."""
-    raw = [math.exp(-(x * x) / (2.0 * sigma * sigma)) for x in (-1.0, 0.0, 1.0)]
-    total = sum(raw)
-    return [r / total for r in raw]
-
-
 def smooth_field(field: tf.Tensor, sigma: float) -> tf.Tensor:
-    """3x3 separable Gaussian with reflect padding (B 6.4): ``(B, N, N, C)`` c64 -> same."""
-    taps = _gaussian_taps(sigma)
+    """3x3 separable Gaussian with reflect padding (B 6.4): ``(B, N, N, C)`` c64 -> same.
+
+    Taps ``ptycho_api.physics.gaussian_taps(sigma)``, ``sigma`` in pixels, > 0.
+    """
+    # Python floats: each product is then a float32 tensor-times-scalar, as for any constant.
+    taps = gaussian_taps(sigma).tolist()
     parts = tf.concat([tf.math.real(field), tf.math.imag(field)], axis=-1)
     n = parts.shape[1]
     padded = tf.pad(parts, ((0, 0), (1, 1), (0, 0), (0, 0)), mode="REFLECT")
@@ -169,13 +177,14 @@ def illuminate(
 ) -> tf.Tensor:
     """Exit waves (B 7.7): ``(B, N, N, C)`` c64 times the ``(N, N)`` c64 model probe -> same.
 
-    Optional smoothing (B 6.4) first, then, if ``probe_mask``, the circular support of B 6.3.
+    Optional smoothing (B 6.4, when ``gaussian_smoothing_sigma`` > 0 px) first, then, if
+    ``probe_mask``, the circular support of B 6.3.
     """
     psi = patches * probe[None, :, :, None]
     if gaussian_smoothing_sigma > 0:
         psi = smooth_field(psi, gaussian_smoothing_sigma)
     if probe_mask:
-        support = tf.constant(probe_support_mask(probe.shape[0]))
+        support = support_mask(probe.shape[0])
         psi = psi * tf.complex(support, tf.zeros_like(support))[None, :, :, None]
     return psi
 

@@ -17,77 +17,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho_api.architecture import PROBE_KEY
 from ptycho_api.config import TrainingConfig
 from ptycho_api.container import PtychoDataContainer
-from ptycho_api.errors import ConfigError, DataError
-from ptycho_api.physics import NLL_LOG_FLOOR
-from ptycho_tf.model import PtychoModels, build_models
-from ptycho_tf.weights import PROBE_KEY, export_weights, import_weights
+from ptycho_api.errors import DataError
+from ptycho_api.schedule import SCHEDULE
+from ptycho_tf.losses import total_loss
+from ptycho_tf.model import PtychoPINN, build_model
+from ptycho_tf.weights import export_weights, import_weights
 
 __all__ = [
-    "VALIDATION_FRACTION",
-    "poisson_nll",
-    "mean_absolute_error",
-    "total_loss",
-    "check_loss_weights",
-    "split_train_validation",
-    "train_model",
     "make_optimizer",
     "make_trainer",
-    "StopWhen",
-    "seed_everything",
     "schedule_callbacks",
+    "seed_everything",
+    "train_model",
 ]
 
 logger = logging.getLogger(__name__)
 
-VALIDATION_FRACTION = 0.05
-"""The last 5 % of groups (array order) validate (decision 10, Keras ``validation_split``)."""
-
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
-
-
-def poisson_nll(pred_intensity: tf.Tensor, target_amp_scaled: tf.Tensor) -> tf.Tensor:
-    """Decision 9 NLL: ``mean(I_pred - I_obs * log(I_pred + 1e-12))``, ``I_obs = (s X)^2``; scalar."""
-    observed = tf.square(target_amp_scaled)
-    return tf.reduce_mean(pred_intensity - observed * tf.math.log(pred_intensity + NLL_LOG_FLOOR))
-
-
-def mean_absolute_error(pred_amp_scaled: tf.Tensor, target_amp_scaled: tf.Tensor) -> tf.Tensor:
-    """Decision 9 MAE: ``mean |s A_pred - s X|`` (sqrt-count units); scalar."""
-    return tf.reduce_mean(tf.abs(pred_amp_scaled - target_amp_scaled))
-
-
-def total_loss(
-    pred_amp_scaled: tf.Tensor,
-    pred_intensity: tf.Tensor,
-    target_amp_scaled: tf.Tensor,
-    nll_weight: float,
-    mae_weight: float,
-) -> tf.Tensor:
-    """``nll_weight * NLL + mae_weight * MAE`` (terms with zero weight are not computed)."""
-    loss = tf.constant(0.0, tf.float32)
-    if nll_weight:
-        loss += nll_weight * poisson_nll(pred_intensity, target_amp_scaled)
-    if mae_weight:
-        loss += mae_weight * mean_absolute_error(pred_amp_scaled, target_amp_scaled)
-    return loss
-
-
-def check_loss_weights(config: TrainingConfig) -> None:
-    """Refuse real-space loss weights, which this project does not define yet (``ConfigError``)."""
-    for name in ("realspace_weight", "realspace_mae_weight"):
-        value = getattr(config, name)
-        if value != 0:
-            raise ConfigError(
-                f"training.{name}: realspace losses are not supported yet; expected 0.0; "
-                f"found {value!r}"
-            )
-
-
-def split_train_validation(n_groups: int) -> int:
-    """Number of training groups ``int(B * 0.95)``; the rest (possibly none) validate."""
-    return int(n_groups * (1.0 - VALIDATION_FRACTION))
 
 
 class _Trainer(keras.Model):
@@ -110,17 +59,22 @@ class _Trainer(keras.Model):
         sample_weight: Any = None,
         training: bool = True,
     ) -> tf.Tensor:
-        _, pred_amp_scaled, pred_intensity = y_pred
-        return total_loss(pred_amp_scaled, pred_intensity, y, self.nll_weight, self.mae_weight)
+        _, pred_amp_scaled, _ = y_pred
+        return total_loss(pred_amp_scaled, y, self.nll_weight, self.mae_weight)
 
 
 def make_optimizer() -> keras.optimizers.Adam:
-    """Adam as decision 10 configures it: lr 1e-3, beta 0.9/0.999, eps 1e-7 (Keras' eps-hat)."""
-    return keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    """Adam with the settings of ``ptycho_api.schedule.SCHEDULE`` (Keras' own epsilon convention)."""
+    return keras.optimizers.Adam(
+        learning_rate=SCHEDULE.learning_rate,
+        beta_1=SCHEDULE.beta_1,
+        beta_2=SCHEDULE.beta_2,
+        epsilon=SCHEDULE.epsilon,
+    )
 
 
 def make_trainer(
-    models: PtychoModels,
+    models: PtychoPINN,
     nll_weight: float = 1.0,
     mae_weight: float = 0.0,
     *,
@@ -136,7 +90,7 @@ def make_trainer(
     return trainer
 
 
-class StopWhen(keras.callbacks.Callback):
+class _StopWhen(keras.callbacks.Callback):
     """Cancellation: stops training after the current batch once ``should_stop()`` is True."""
 
     def __init__(self, should_stop: Callable[[], bool]) -> None:
@@ -200,7 +154,7 @@ def _dataset(
     return ds.batch(batch_size).map(scaled).prefetch(tf.data.AUTOTUNE)
 
 
-def _apply_trainable_flags(models: PtychoModels, config: TrainingConfig) -> None:
+def _apply_trainable_flags(models: PtychoPINN, config: TrainingConfig) -> None:
     """Decision 4: lambda and the probe are trained iff the config says so.
 
     TF decides at variable creation whether a variable is watched by gradient tapes, so a model
@@ -217,7 +171,7 @@ def _apply_trainable_flags(models: PtychoModels, config: TrainingConfig) -> None
         config.probe_trainable,
     )
     weights = export_weights(models)
-    fresh = build_models(
+    fresh = build_model(
         models.model_config,
         weights[PROBE_KEY],
         models.intensity_scale,
@@ -233,24 +187,23 @@ def _apply_trainable_flags(models: PtychoModels, config: TrainingConfig) -> None
 
 
 def schedule_callbacks(has_validation: bool) -> list[keras.callbacks.Callback]:
-    """Decision 10 schedule, Keras semantics: ReduceLROnPlateau and EarlyStopping.
-
-    ReduceLROnPlateau halves the rate (not below 1e-4) when ``patience`` = 2 consecutive epochs
-    fail to beat the best ``val_loss`` (``loss`` without validation) by 1e-4; EarlyStopping
-    stops when the training loss has not improved for 3 epochs; no weight restore.
-    """
+    """Keras' ReduceLROnPlateau and EarlyStopping with the numbers of ``SCHEDULE`` (its semantics)."""
     return [
         keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss" if has_validation else "loss",
-            factor=0.5,
-            patience=2,
-            min_lr=1e-4,
-            min_delta=1e-4,
+            monitor=SCHEDULE.plateau_monitor(has_validation),
+            factor=SCHEDULE.plateau_factor,
+            patience=SCHEDULE.plateau_patience,
+            min_lr=SCHEDULE.plateau_min_lr,
+            min_delta=SCHEDULE.plateau_min_delta,
             cooldown=0,
             mode="min",
         ),
         keras.callbacks.EarlyStopping(
-            monitor="loss", patience=3, min_delta=0.0, mode="min", restore_best_weights=False
+            monitor="loss",
+            patience=SCHEDULE.early_stopping_patience,
+            min_delta=SCHEDULE.early_stopping_min_delta,
+            mode="min",
+            restore_best_weights=False,
         ),
     ]
 
@@ -264,7 +217,7 @@ def seed_everything(seed: int | None) -> None:
 
 
 def train_model(
-    models: PtychoModels,
+    models: PtychoPINN,
     train: PtychoDataContainer,
     test: PtychoDataContainer | None,
     config: TrainingConfig,
@@ -276,14 +229,13 @@ def train_model(
 ) -> dict[str, list[float]]:
     """Train ``models`` on ``train`` per ``config`` (B 8, decision 10); returns the per-epoch history.
 
-    Adam (lr 1e-3, 0.9, 0.999, eps 1e-7); ReduceLROnPlateau on ``val_loss`` (``loss`` without
-    validation); EarlyStopping on ``loss``; the last 5 % of groups validate; training groups are
-    reshuffled every epoch with ``config.seed``. ``test`` is evaluated once after training
+    The schedule is ``ptycho_api.schedule.SCHEDULE``: Adam, ReduceLROnPlateau on ``val_loss``
+    (``loss`` without validation), EarlyStopping on ``loss``, the last groups validate; training
+    groups are reshuffled every epoch with ``config.seed``. ``test`` is evaluated once after training
     (logged only). ``verbose`` is Keras' (default: progress bar on a terminal, else one line per
     epoch).
     """
     config.validate()
-    check_loss_weights(config)
     if train.N != models.model_config.N or train.n_channels != models.model_config.n_channels:
         raise DataError(
             f"training data: expected N={models.model_config.N}, C={models.model_config.n_channels} "
@@ -299,7 +251,7 @@ def train_model(
     _apply_trainable_flags(models, config)
 
     n_groups = len(train)
-    n_train = split_train_validation(n_groups)
+    n_train = SCHEDULE.n_train(n_groups)
     if n_train < 1:
         raise DataError(f"training data: need at least 1 training group; found {n_groups} groups")
     scale = float(train.intensity_scale)
@@ -329,7 +281,7 @@ def train_model(
         history,
         *schedule_callbacks(has_validation=val_ds is not None),
     ]
-    stopper = StopWhen(should_stop) if should_stop is not None else None
+    stopper = _StopWhen(should_stop) if should_stop is not None else None
     if stopper is not None:
         callbacks.append(stopper)
     if verbose is None:

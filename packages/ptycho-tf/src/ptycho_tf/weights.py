@@ -11,19 +11,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ptycho_api.architecture import check_canonical_weights
-from ptycho_tf.model import PtychoModels, conv_layers
+from ptycho_api.architecture import LOG_SCALE_KEY, PROBE_KEY, check_canonical_weights
+from ptycho_tf.model import PtychoPINN
 
-__all__ = ["export_weights", "import_weights", "LOG_SCALE_KEY", "PROBE_KEY"]
-
-LOG_SCALE_KEY = "physics/log_intensity_scale"
-PROBE_KEY = "physics/probe"
+__all__ = ["export_weights", "import_weights"]
 
 
-def export_weights(models: PtychoModels) -> dict[str, np.ndarray]:
+def export_weights(models: PtychoPINN) -> dict[str, np.ndarray]:
     """Canonical name -> numpy array (float32 HWIO kernels, biases, lambda; complex64 probe)."""
     out: dict[str, np.ndarray] = {}
-    for conv, layer in conv_layers(models.autoencoder, models.model_config):
+    for conv, layer in models.conv_layers():
         kernel, bias = layer.get_weights()
         out[f"{conv.name}/kernel"] = np.asarray(kernel, dtype=np.float32)
         out[f"{conv.name}/bias"] = np.asarray(bias, dtype=np.float32)
@@ -33,10 +30,10 @@ def export_weights(models: PtychoModels) -> dict[str, np.ndarray]:
     return out
 
 
-def import_weights(models: PtychoModels, weights: Mapping[str, np.ndarray]) -> None:
+def import_weights(models: PtychoPINN, weights: Mapping[str, np.ndarray]) -> None:
     """Assign canonical ``weights`` to ``models``; ``ConfigError`` names any missing/extra/mis-shaped key."""
     check_canonical_weights(weights, models.model_config)
-    for conv, layer in conv_layers(models.autoencoder, models.model_config):
+    for conv, layer in models.conv_layers():
         layer.set_weights(
             [np.asarray(weights[f"{conv.name}/kernel"]), np.asarray(weights[f"{conv.name}/bias"])]
         )

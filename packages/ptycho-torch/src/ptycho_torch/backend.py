@@ -11,33 +11,41 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 import ptycho_torch
 from ptycho_api.backend import TrainingHistory
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import PtychoDataContainer
-from ptycho_torch import inference, model_manager
-from ptycho_torch.config import TorchExecutionConfig
-from ptycho_torch.model import PtychoPINN, build_model, export_weights, import_weights
+from ptycho_bundle.layout import archive_path_for
+from ptycho_torch import archive, inference
+from ptycho_torch.config import ExecutionConfig
+from ptycho_torch.logs import LOG_FILTERS
+from ptycho_torch.model import PtychoPINN, build_model
 from ptycho_torch.training import train_model
+from ptycho_torch.weights import export_weights, import_weights
 
-__all__ = ["PyTorchBackend"]
+__all__ = ["Backend"]
 
 
-class PyTorchBackend:
-    """PyTorch + Lightning implementation of ``ptycho_api.backend.Backend``.
+class Backend:
+    """PyTorch + Lightning implementation of the ``ptycho_api.backend.Backend`` protocol.
 
-    ``execution`` (a ``TorchExecutionConfig``) sets devices, strategy and numerics for training
+    ``execution`` (a ``ExecutionConfig``) sets devices, strategy and numerics for training
     and prediction; the default is safe on a CPU-only machine.
     """
 
     name = "pytorch"
     package_version = ptycho_torch.__version__
+    log_filters = LOG_FILTERS
 
-    def __init__(self, execution: TorchExecutionConfig | None = None) -> None:
-        self.execution = execution or TorchExecutionConfig()
+    def __init__(self, execution: ExecutionConfig | None = None) -> None:
+        self.execution = (execution or ExecutionConfig()).validate()
+        self.last_trainer: lightning.Trainer | None = None
+        """The Lightning ``Trainer`` of the last ``train`` call (checkpoint paths, ranks)."""
 
     def framework_version(self) -> str:
         """PyTorch's version string."""
@@ -76,13 +84,13 @@ class PyTorchBackend:
         *,
         progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        execution: TorchExecutionConfig | None = None,
+        execution: ExecutionConfig | None = None,
     ) -> TrainingHistory:
         """Train on ``train`` (validation: its last 5 %); ``test`` is not used for training.
 
         The model's lambda and probe become trained or constant per ``config``'s flags (decision 4).
         """
-        history, _ = train_model(
+        history, self.last_trainer = train_model(
             model,
             train,
             config,
@@ -129,18 +137,15 @@ class PyTorchBackend:
         config: TrainingConfig,
         *,
         history: TrainingHistory | None = None,
-        intensity_scale: float | None = None,
     ) -> Path:
-        """Write ``wts.h5.zip`` through ``ptycho_bundle``; s defaults to ``exp(log_intensity_scale)``.
+        """Write ``wts.h5.zip`` (with the model's data scale s) through ``ptycho_bundle``; returns its path.
 
-        Pass ``intensity_scale`` (the data scale s of the training container) when lambda was trained.
+        Under multi-process training only global rank 0 writes; every rank gets the path.
         """
-        if intensity_scale is None:
-            intensity_scale = float(torch.exp(model.log_intensity_scale.detach()).cpu())
-        return model_manager.save_archive(
-            model, target, config, intensity_scale=intensity_scale, history=history
-        )
+        if rank_zero_only.rank != 0:
+            return archive_path_for(target)
+        return archive.save_archive(model, target, config, history=history)
 
     def load_archive(self, path: str | os.PathLike[str]) -> tuple[PtychoPINN, dict[str, Any]]:
-        """Load any format-2 archive (either backend's) and restore ``params.cfg`` (CONFIG-001)."""
-        return model_manager.load_archive(path)
+        """Load a format-2 archive of either backend -> ``(model, params snapshot)``."""
+        return archive.load_archive(path)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ptycho_api.errors import ConfigError
 
-__all__ = ["TorchExecutionConfig"]
+__all__ = ["ExecutionConfig"]
 
 _PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 
 
 @dataclass
-class TorchExecutionConfig:
+class ExecutionConfig:
     """How Lightning runs: devices, parallelism, numerics. Defaults are safe on a CPU-only machine.
 
     ``accelerator``/``devices``/``strategy``/``precision`` go to ``lightning.Trainer`` as is
@@ -35,7 +35,7 @@ class TorchExecutionConfig:
     enable_progress_bar: bool | None = None
     resume_from: str | Path | None = None
 
-    def validate(self) -> TorchExecutionConfig:
+    def validate(self) -> ExecutionConfig:
         """Check the fields; raise ``ConfigError`` naming the first bad one. Returns ``self``."""
         if str(self.precision) not in _PRECISIONS:
             raise ConfigError(

@@ -1,22 +1,24 @@
-"""Inference: batched object prediction, on-device stitching, and the Ptychodus-facing model wrapper.
+"""Inference: batched object prediction and on-device stitching (physics.md B 9; decision 13).
 
-Numpy in and out at this boundary (physics.md B 9): patches ``(B, N, N, 1)`` complex64, global
-offsets ``(B, 1, 2, 1)`` float64 ``[x, y]`` pixels, stitched images ``(S, S, 1)`` complex64.
+Numpy in and out at this boundary: patches ``(B, N, N, 1)`` complex64, global offsets
+``(B, 1, 2, 1)`` float64 ``[x, y]`` pixels, stitched images ``(S, S, 1)`` complex64. The same
+public names, arguments and shapes as :mod:`ptycho_tf.inference`; ``reassemble_position`` also
+takes a ``device``. The Ptychodus-facing model wrapper is :mod:`ptycho_torch.wrapper`.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, checked_geometry
-from ptycho_torch.model import DiffractionToObject, ObjectCrop, PtychoPINN
+from ptycho_torch.model import PtychoPINN
+from ptycho_torch.modules import ObjectCrop
 
-__all__ = ["model_device", "predict_patches", "reassemble_position", "TorchModelWrapper"]
+__all__ = ["predict_patches", "reassemble_position"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ _compiled: weakref.WeakKeyDictionary[PtychoPINN, ObjectCrop] = weakref.WeakKeyDi
 """One compiled object network per model, so repeated predictions reuse the compilation."""
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
+def _model_device(model: torch.nn.Module) -> torch.device:
     """The device holding the model's parameters/buffers (CPU for an empty module)."""
     for tensor in model.state_dict().values():
         return tensor.device
@@ -41,8 +43,9 @@ def predict_patches(
 ) -> np.ndarray:
     """Object patches ``(B, N, N, 1)`` complex64 from s*X ``(B, N, N, C)`` and offsets ``(B, 1, 2, C)``.
 
-    Runs in ``torch.inference_mode`` on the model's device, ``batch_size`` groups at a time;
-    ``compiled`` wraps the ``diffraction_to_obj`` forward with ``torch.compile`` (once per model).
+    ``model`` is the autoencoder ``build_model`` returns; its ``diffraction_to_obj`` part runs in
+    ``torch.inference_mode`` on the model's device, ``batch_size`` groups at a time; ``compiled``
+    wraps that forward with ``torch.compile`` (once per model).
     """
     x_scaled = np.asarray(x_scaled, dtype=np.float32)
     local_offsets = np.asarray(local_offsets, dtype=np.float32)
@@ -51,7 +54,9 @@ def predict_patches(
             f"predict: expected x_scaled (B, N, N, C) and local_offsets (B, 1, 2, C); found "
             f"{x_scaled.shape} and {local_offsets.shape}"
         )
-    device = model_device(model)
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be >= 1; found {batch_size}")
+    device = _model_device(model)
     net = _compiled.get(model) if compiled else ObjectCrop(model)
     if net is None:
         net = _compiled[model] = ObjectCrop(model)
@@ -136,34 +141,3 @@ def reassemble_position(
         "stitched %d patches onto a %d x %d canvas on %s", n_patches, geom.size, geom.size, device
     )
     return image.to(torch.complex64).cpu().numpy()[..., None]
-
-
-class TorchModelWrapper:
-    """A loaded model with the Keras-style ``predict([X_scaled, local_offsets])`` Ptychodus calls.
-
-    ``autoencoder`` is the full ``PtychoPINN``; ``diffraction_to_obj`` shares its weights.
-    """
-
-    def __init__(self, autoencoder: PtychoPINN, batch_size: int = 64) -> None:
-        self.autoencoder = autoencoder
-        self.diffraction_to_obj = DiffractionToObject(autoencoder)
-        self.batch_size = batch_size
-
-    def predict(
-        self, inputs: Sequence[np.ndarray], batch_size: int | None = None, **_: object
-    ) -> np.ndarray:
-        """``[s*X (B,N,N,C) float32, local_offsets (B,1,2,C) float32]`` -> ``(B,N,N,1)`` complex64."""
-        if len(inputs) != 2:
-            raise ValueError(
-                f"predict expects [X_scaled, local_offsets]; found {len(inputs)} inputs"
-            )
-        return predict_patches(
-            self.autoencoder, inputs[0], inputs[1], batch_size=batch_size or self.batch_size
-        )
-
-    __call__ = predict
-
-    def to(self, device: torch.device | str) -> TorchModelWrapper:
-        """Move the model to ``device``; returns self."""
-        self.autoencoder.to(device)
-        return self

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +23,6 @@ from ptycho_api.architecture import (
     BORDER_CHANNELS,
     Conv,
     DecoderLayout,
-    check_canonical_weights,
     network_layout,
 )
 from ptycho_api.config import InferenceConfig, ModelConfig, TrainingConfig
@@ -33,16 +31,9 @@ from ptycho_api.normalization import intensity_scale as default_intensity_scale
 from ptycho_api.physics import padded_size
 from ptycho_api.probe import default_probe, normalize_probe
 from ptycho_torch import physics
+from ptycho_torch.modules import DiffractionToObject
 
-__all__ = [
-    "PtychoPINN",
-    "DiffractionToObject",
-    "ObjectCrop",
-    "create_torch_model_with_gridsize",
-    "build_model",
-    "export_weights",
-    "import_weights",
-]
+__all__ = ["PtychoPINN", "build_model", "create_model_with_gridsize"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +112,7 @@ class Decoder(nn.Module):
 class PtychoPINN(nn.Module):
     """The ``autoencoder`` of B 7.1: CNN -> object patches -> overlap canvas -> probe -> |FFT| -> scale.
 
+    ``intensity_scale`` is the data scale s the model was built for (inputs are s * X).
     ``log_intensity_scale`` (lambda = log s) is an ``nn.Parameter`` iff ``intensity_scale_trainable``
     and the normalised probe's real and imaginary parts are parameters iff ``probe_trainable``
     (decision 4); otherwise they are buffers (constant, still saved in the state_dict).
@@ -150,6 +142,9 @@ class PtychoPINN(nn.Module):
             self.layout.decoder_phase, N, _phase_activation, model_config.pad_object
         )
         model_probe = normalize_probe(np.asarray(probe), model_config.probe_scale)
+        # The data scale s stays with the model (the archive records it); lambda starts at log s
+        # and may be trained away from it.
+        self.intensity_scale = float(intensity_scale)
         lam = torch.tensor(math.log(intensity_scale), dtype=torch.float32)
         re = torch.from_numpy(np.ascontiguousarray(model_probe.real, dtype=np.float32))
         im = torch.from_numpy(np.ascontiguousarray(model_probe.imag, dtype=np.float32))
@@ -157,8 +152,8 @@ class PtychoPINN(nn.Module):
         self.register_buffer("probe_real", re)
         self.register_buffer("probe_imag", im)
         self.set_trainable(probe=probe_trainable, intensity_scale=intensity_scale_trainable)
-        self.register_buffer("center_mask", physics.center_mask_tensor(N), persistent=False)
-        self.register_buffer("support_mask", physics.support_mask_tensor(N), persistent=False)
+        self.register_buffer("center_mask", physics.center_mask(N), persistent=False)
+        self.register_buffer("support_mask", physics.support_mask(N), persistent=False)
         self.reset_parameters(generator)
 
     @property
@@ -217,9 +212,8 @@ class PtychoPINN(nn.Module):
         self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-group overlap canvases ``(B, P, P)`` (real, imag) from NHWC inputs (B 7.6)."""
-        re, im = self.object_patches(x_scaled)
         return physics.overlap_canvas(
-            re, im, local_offsets, self.padded, self.model_config.object_big
+            self.object_patches(x_scaled), local_offsets, self.padded, self.model_config.object_big
         )
 
     def forward(
@@ -229,21 +223,18 @@ class PtychoPINN(nn.Module):
         pred_amp_scaled and pred_intensity ``(B,N,N,C)`` float32 (B 7.1)."""
         offsets = local_offsets
         c_re, c_im = self.canvas(x_scaled, offsets)
-        trimmed = torch.complex(
-            physics.trim_canvas(c_re, self.N), physics.trim_canvas(c_im, self.N)
-        )
-        o_re, o_im = physics.extract_from_canvas(c_re, c_im, offsets, self.N)
+        trimmed = torch.complex(*physics.trim_canvas((c_re, c_im), self.N))
+        o_re, o_im = physics.extract_from_canvas((c_re, c_im), offsets, self.N)
         p_re, p_im = self.probe_real, self.probe_imag
         psi_re = p_re * o_re - p_im * o_im
         psi_im = p_re * o_im + p_im * o_re
         sigma = self.model_config.gaussian_smoothing_sigma
         if sigma > 0:
-            psi_re = physics.smooth_field(psi_re, sigma)
-            psi_im = physics.smooth_field(psi_im, sigma)
+            psi_re, psi_im = physics.smooth_field((psi_re, psi_im), sigma)
         if self.model_config.probe_mask:
             psi_re = psi_re * self.support_mask
             psi_im = psi_im * self.support_mask
-        amp = physics.far_field(psi_re, psi_im) * torch.exp(self.log_intensity_scale)
+        amp = physics.far_field((psi_re, psi_im)) * torch.exp(self.log_intensity_scale)
         pred_amp_scaled = amp.permute(0, 2, 3, 1)
         return trimmed[..., None], pred_amp_scaled, pred_amp_scaled * pred_amp_scaled
 
@@ -253,37 +244,11 @@ class PtychoPINN(nn.Module):
         """Real and imaginary parts ``(B, N, N)`` of the trimmed object (real tensors only, so the
         whole computation can be compiled; complex ops are outside ``torch.compile``'s codegen)."""
         c_re, c_im = self.canvas(x_scaled, local_offsets)
-        return physics.trim_canvas(c_re, self.N), physics.trim_canvas(c_im, self.N)
+        return physics.trim_canvas((c_re, c_im), self.N)
 
     def predict_object(self, x_scaled: torch.Tensor, local_offsets: torch.Tensor) -> torch.Tensor:
         """The ``diffraction_to_obj`` output: ``(B, N, N, 1)`` complex64 trimmed object patches."""
         return torch.complex(*self.object_canvas_crop(x_scaled, local_offsets))[..., None]
-
-
-class ObjectCrop(nn.Module):
-    """``object_canvas_crop`` of an autoencoder as a module (what ``compile=True`` compiles)."""
-
-    def __init__(self, autoencoder: PtychoPINN) -> None:
-        super().__init__()
-        self.autoencoder = autoencoder
-
-    def forward(
-        self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B,N,N,C)`` s*X, ``(B,1,2,C)`` offsets -> real, imag ``(B, N, N)`` float32."""
-        return self.autoencoder.object_canvas_crop(x_scaled, local_offsets)
-
-
-class DiffractionToObject(nn.Module):
-    """``diffraction_to_obj`` of B 7.1: the autoencoder's weights, object output only."""
-
-    def __init__(self, autoencoder: PtychoPINN) -> None:
-        super().__init__()
-        self.autoencoder = autoencoder
-
-    def forward(self, x_scaled: torch.Tensor, local_offsets: torch.Tensor) -> torch.Tensor:
-        """``(B,N,N,C)`` s*X, ``(B,1,2,C)`` offsets -> ``(B,N,N,1)`` complex64 object patches."""
-        return self.autoencoder.predict_object(x_scaled, local_offsets)
 
 
 def build_model(
@@ -315,7 +280,7 @@ def build_model(
     )
 
 
-def create_torch_model_with_gridsize(
+def create_model_with_gridsize(
     gridsize: int,
     N: int,
     config: ModelConfig | TrainingConfig | InferenceConfig | None = None,
@@ -354,40 +319,3 @@ def create_torch_model_with_gridsize(
         seed=getattr(config, "seed", None),
     )
     return autoencoder, DiffractionToObject(autoencoder)
-
-
-def export_weights(model: PtychoPINN) -> dict[str, np.ndarray]:
-    """Canonical weights (parity.md 1): HWIO float32 kernels, ``(out,)`` biases, lambda, probe."""
-    out: dict[str, np.ndarray] = {}
-    with torch.no_grad():
-        for name, conv in model.convs().items():
-            out[f"{name}/kernel"] = np.ascontiguousarray(
-                conv.weight.detach().permute(2, 3, 1, 0).cpu().numpy(), dtype=np.float32
-            )
-            out[f"{name}/bias"] = conv.bias.detach().cpu().numpy().astype(np.float32)
-        out["physics/log_intensity_scale"] = np.asarray(
-            model.log_intensity_scale.detach().cpu().numpy(), dtype=np.float32
-        ).reshape(())
-        probe = (
-            model.probe_real.detach().cpu().numpy() + 1j * model.probe_imag.detach().cpu().numpy()
-        )
-        out["physics/probe"] = probe.astype(np.complex64)
-    return out
-
-
-def import_weights(model: PtychoPINN, weights: Mapping[str, np.ndarray]) -> None:
-    """Load canonical weights (strict: ``check_canonical_weights`` first) into ``model`` in place."""
-    check_canonical_weights(weights, model.model_config)
-    with torch.no_grad():
-        for name, conv in model.convs().items():
-            kernel = torch.from_numpy(
-                np.asarray(weights[f"{name}/kernel"]).transpose(3, 2, 0, 1).copy()
-            )
-            conv.weight.copy_(kernel)
-            conv.bias.copy_(torch.from_numpy(np.asarray(weights[f"{name}/bias"])))
-        model.log_intensity_scale.copy_(
-            torch.from_numpy(np.asarray(weights["physics/log_intensity_scale"]))
-        )
-        probe = np.asarray(weights["physics/probe"])
-        model.probe_real.copy_(torch.from_numpy(np.ascontiguousarray(probe.real)))
-        model.probe_imag.copy_(torch.from_numpy(np.ascontiguousarray(probe.imag)))

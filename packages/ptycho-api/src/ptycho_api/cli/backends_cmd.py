@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ptycho_api.backend import list_backends, load_backend, resolve_backend
-from ptycho_api.cli.console import echo, header, native_log_filtered
+from ptycho_api.backend import (
+    LogFilters,
+    discover_log_filters,
+    list_backends,
+    load_backend,
+    resolve_backend,
+)
+from ptycho_api.cli.console import echo, framework_import_filtered, header
 from ptycho_api.errors import BackendError
 
 EXAMPLE = """example:
@@ -33,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run(args: argparse.Namespace) -> int:
     """List backends from the command line."""
     echo(header("backends"))
-    with native_log_filtered(not args.verbose):
+    # Every installed backend is imported here, so the filters of all of them apply.
+    filters = LogFilters() if args.verbose else discover_log_filters()
+    with framework_import_filtered(filters, not args.verbose):
         infos = list_backends()
     if not infos:
         echo(

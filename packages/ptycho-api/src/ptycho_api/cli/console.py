@@ -11,7 +11,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from ptycho_api.atomic import atomic_write_text
-from ptycho_api.backend import Selection, load_backend, resolve_backend
+from ptycho_api.backend import (
+    LogFilters,
+    Selection,
+    discover_log_filters,
+    load_backend,
+    resolve_backend,
+)
 from ptycho_api.config import InferenceConfig, TrainingConfig
 
 __all__ = [
@@ -28,7 +35,10 @@ __all__ = [
     "configure_logging",
     "header",
     "announce",
+    "quiet_framework_start",
+    "framework_import_filtered",
     "native_log_filtered",
+    "quiet_loggers",
     "package_versions",
     "write_json",
     "write_history",
@@ -36,10 +46,6 @@ __all__ = [
 ]
 
 DISTRIBUTIONS = ("ptycho-api", "ptycho-bundle", "ptycho-tf", "ptycho-torch")
-FRAMEWORK_INFO_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
-"""Framework loggers held to warnings unless ``-v`` (names only: nothing is imported here)."""
-FRAMEWORK_MODULES = r"(lightning|torch|keras|tensorflow)(\.|$)"
-"""Modules whose deprecation notices (meant for developers) the CLI hides unless ``-v``."""
 
 
 def echo(message: str = "", *, err: bool = False) -> None:
@@ -87,24 +93,28 @@ def header(command: str, selection: Any | None = None) -> str:
     return line
 
 
-# absl-style INFO/WARNING lines ("I0000 00:00:1795976883.762377    6478 port.cc:153] ...") and
-# absl's notice that logging is not initialised yet.
-_NATIVE_CHATTER = re.compile(
-    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\]"
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
-)
+def _compile_lines(patterns: Iterable[bytes | str]) -> list[re.Pattern[bytes]]:
+    compiled = []
+    for pattern in patterns:
+        raw = pattern.encode() if isinstance(pattern, str) else pattern
+        try:
+            compiled.append(re.compile(raw))
+        except (re.error, TypeError):  # a backend's mistake must not stop the command
+            logging.getLogger(__name__).debug("ignored native log pattern %r", pattern)
+    return compiled
 
 
 @contextmanager
-def native_log_filtered(active: bool = True) -> Iterator[None]:
-    """Drop native INFO/WARNING log lines written to file descriptor 2; keep everything else.
+def native_log_filtered(patterns: Iterable[bytes | str], active: bool = True) -> Iterator[None]:
+    """Drop lines matching any of ``patterns`` (at line start) written to file descriptor 2.
 
-    TensorFlow's C++ start-up notes (oneDNN, "no CUDA driver") are written before
-    ``TF_CPP_MIN_LOG_LEVEL`` takes effect, straight to fd 2, so only a file-descriptor-level
-    capture can hold them back. Every other line (Python warnings, errors) is written out when
-    the block ends, also when it raises.
+    Native libraries can write start-up notes straight to fd 2 before any Python-level set-up
+    takes effect, so only a file-descriptor-level capture can hold them back. Every other line
+    (Python warnings, errors) is written out when the block ends, also when it raises. Without
+    patterns, or when not ``active``, nothing is captured.
     """
-    if not active:
+    compiled = _compile_lines(patterns) if active else []
+    if not compiled:
         yield
         return
     sys.stderr.flush()
@@ -125,11 +135,41 @@ def native_log_filtered(active: bool = True) -> Iterator[None]:
             kept = [
                 line
                 for line in captured.read().splitlines(keepends=True)
-                if not _NATIVE_CHATTER.match(line)
+                if not any(p.match(line) for p in compiled)
             ]
             rest = b"".join(kept)
             while rest:  # os.write may write less than asked
                 rest = rest[os.write(2, rest) :]
+
+
+def quiet_loggers(names: Iterable[str]) -> None:
+    """Hold the named loggers at WARNING (after their library set them up on import)."""
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_framework_start(filters: LogFilters) -> None:
+    """Before any framework is imported: set the filters' environment defaults, hide notices.
+
+    Environment variables already set are left alone; ``DeprecationWarning`` and
+    ``FutureWarning`` raised from the filters' modules (meant for developers) are ignored.
+    """
+    for name, value in filters.environment:
+        os.environ.setdefault(name, value)
+    if filters.warning_modules:
+        modules = "|".join(re.escape(m) for m in filters.warning_modules)
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=rf"(?:{modules})(?:\.|$)")
+
+
+@contextmanager
+def framework_import_filtered(filters: LogFilters, active: bool = True) -> Iterator[None]:
+    """Import a framework inside the block: native chatter dropped, its loggers quieted after."""
+    with native_log_filtered(filters.native_lines, active):
+        yield
+    if active:
+        # Frameworks may set their loggers' levels when imported, so only now can they change.
+        quiet_loggers(filters.quiet_loggers)
 
 
 def announce(
@@ -141,13 +181,10 @@ def announce(
     selection = resolve_backend(getattr(args, "backend", None), config)
     echo(header(command, selection))
     verbose = bool(getattr(args, "verbose", 0))
-    with native_log_filtered(not verbose):
+    # The selected backend's filters come from a module that imports no framework.
+    filters = LogFilters() if verbose else discover_log_filters(selection.name)
+    with framework_import_filtered(filters, not verbose):
         load_backend(selection.name)
-    if not verbose:
-        # Lightning sets its loggers to INFO when imported (so only now can they be changed):
-        # device summaries, tips and "fit stopped" notes; our own per-epoch line says enough.
-        for name in FRAMEWORK_INFO_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
     return selection
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
-import os
 import sys
 import traceback
-import warnings
 from collections.abc import Mapping, Sequence
 
 from ptycho_api import __version__
+from ptycho_api.backend import discover_log_filters
 from ptycho_api.cli import backends_cmd, demo, evaluate, inspect_cmd, reconstruct, simulate, train
-from ptycho_api.cli.console import FRAMEWORK_MODULES, configure_logging, echo
+from ptycho_api.cli.console import configure_logging, echo, quiet_framework_start
 from ptycho_api.errors import PtychoError
 
 __all__ = ["main", "build_parser"]
@@ -123,11 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity = -1 if args.quiet else args.verbose
     configure_logging(verbosity)
     if verbosity < 1:
-        # TensorFlow's C++ start-up chatter (oneDNN notes, "no CUDA driver") drowns the output of
-        # a CPU run; it must be set before a backend imports TensorFlow. -v keeps it.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        for category in (DeprecationWarning, FutureWarning):
-            warnings.filterwarnings("ignore", category=category, module=FRAMEWORK_MODULES)
+        # Each installed backend says (ptycho.log_filters) which framework start-up chatter and
+        # developer notices drown the output of a run; some of it must be set before a backend
+        # imports its framework, so it is applied now for all of them. -v keeps everything.
+        quiet_framework_start(discover_log_filters())
     try:
         return int(args.run(args) or EXIT_OK)
     except PtychoError as exc:

@@ -12,7 +12,12 @@ from ptycho_api.cli.outputs import output_errors, prepare_output_dir, write_reco
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError
 from ptycho_api.rawdata import RawData
-from ptycho_api.workflows import as_container, predict_patches, stitch_patches
+from ptycho_api.workflows import (
+    as_container,
+    load_inference_bundle,
+    predict_patches,
+    stitch_patches,
+)
 
 EXAMPLE = """example:
   ptycho reconstruct --model run1 --data data/test_data.npz --output-dir recon1
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     announce("reconstruct", args)
     raw = RawData.from_file(args.data)
     backend = select_backend(args.backend)
-    model, restored = backend.load_archive(args.model)
+    model, restored = load_inference_bundle(args.model, backend=backend)
     N, gridsize = int(restored["N"]), int(restored["gridsize"])
     config = InferenceConfig(
         model=ModelConfig(N=N, gridsize=gridsize),
