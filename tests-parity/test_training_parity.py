@@ -119,12 +119,14 @@ def test_full_training_quality_parity(tmp_path):
     quality of the two trained models agrees within its tolerance, and training improved it by
     several tolerances in both backends, so that the comparison certifies learned quality.
 
-    Tolerances (README, 3 seeds x 2 budgets measured): amplitude MS-SSIM 0.05 (worst difference
-    0.032; gain >= 0.45, asserted >= 3x); amplitude SSIM 0.03 (parity.md; worst 0.038 at another
-    seed, 0.004 at this one; gain >= 0.067, asserted >= 2x); phase SSIM 0.03 (parity.md). The
-    simulated objects have zero phase, so an untrained model (phase 0) already scores ~0.99 and
-    training can only lose phase SSIM: that row checks both keep the phase equally flat and
-    certifies no learning.
+    Tolerances (README: 9 paired runs measured, other seeds and starts): amplitude MS-SSIM 0.05
+    (worst difference 0.032 where both ran all epochs; gain >= 0.45, asserted >= 3x); amplitude
+    SSIM 0.03 (parity.md; worst 0.038; gain >= 0.065, asserted >= 2x); phase SSIM 0.03
+    (parity.md). The simulated objects have zero phase, so an untrained model (phase 0) already
+    scores ~0.99 and training can only lose phase SSIM: that row checks that both keep the phase
+    equally flat and certifies no learning. Early stopping (training loss, patience 3) can cut
+    one run short after a loss spike (seen at one other seed: 10 vs 15 epochs, MS-SSIM
+    difference 0.11); the failure message then names the epochs each backend ran.
     """
     cfg = model_config(1, n_filters_scale=1)
     train_raw = simulate_dataset(n_images=N_TRAIN, N=cfg.N, seed=42)
@@ -134,7 +136,7 @@ def test_full_training_quality_parity(tmp_path):
     raw = simulate_dataset(n_images=N_TEST, N=cfg.N, seed=43)
     test = create_ptycho_data_container(raw, TrainingConfig(model=cfg, n_groups=N_TEST, seed=43))
     start = None
-    scores = {}
+    scores, epochs = {}, {}
     for name, backend in BACKENDS.items():
         config = TrainingConfig(
             model=cfg,
@@ -154,13 +156,19 @@ def test_full_training_quality_parity(tmp_path):
         print(name, "untrained", untrained, "trained", trained, "loss", history["loss"])
         assert history["loss"][-1] < history["loss"][0], name
         scores[name] = (untrained, trained)
+        epochs[name] = len(history["loss"])
     (u_tf, t_tf), (u_pt, t_pt) = scores["tensorflow"], scores["pytorch"]
     for metric, tolerance, power in (
         ("amplitude MS-SSIM", TOL_MS_SSIM, 3.0),
         ("amplitude SSIM", TOL_SSIM, 2.0),
         ("phase SSIM", TOL_SSIM, None),
     ):
-        check(f"full training: {metric} difference", abs(t_tf[metric] - t_pt[metric]), tolerance)
+        check(
+            f"full training: {metric} difference",
+            abs(t_tf[metric] - t_pt[metric]),
+            tolerance,
+            f"epochs run (early stopping): {epochs}",
+        )
         if power is None:
             continue
         # The same start scores the same in both backends (identical weights).
