@@ -87,7 +87,10 @@ def test_gridsize_3_from_a_config_file_names_the_key(tmp_path: Path) -> None:
             "demo",
             ["nepochs (default 16)", "(default ptycho-demo)", "(default 7)", "(default defocused)"],
         ),
-        ("reconstruct", ["(default 64)", "default inference_outputs", "(default auto"]),
+        (
+            "reconstruct",
+            ["(default 64)", "default inference_outputs", "(default auto", "(default 0)"],
+        ),
     ],
 )
 def test_help_shows_the_defaults(tmp_path: Path, command: str, expected: list[str]) -> None:

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -21,12 +22,17 @@ from ptycho_api.config import TrainingConfig
 from ptycho_api.errors import OutputError
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.plots import plot_reconstruction
+from ptycho_api.stitching import reassemble_position
 
 __all__ = [
     "RECONSTRUCTION_NPZ",
     "write_reconstruction",
+    "coverage_mask",
     "evaluate_against",
     "prepare_output_dir",
+    "claim_output_dir",
+    "TRAIN_RUN_FILES",
+    "RECONSTRUCT_RUN_FILES",
     "output_errors",
     "PROVENANCE_JSON",
     "file_record",
@@ -35,6 +41,21 @@ __all__ = [
 
 RECONSTRUCTION_NPZ = "reconstruction.npz"
 PROVENANCE_JSON = "provenance.json"
+
+RECONSTRUCT_RUN_FILES = (RECONSTRUCTION_NPZ, "reconstruction.png", "metrics.json")
+"""What ``ptycho reconstruct`` writes: a previous run's copies are refused, or removed by --overwrite."""
+
+TRAIN_RUN_FILES = (
+    "wts.h5.zip",
+    "checkpoints",
+    "lightning_logs",
+    "history.json",
+    "history.csv",
+    "loss.png",
+    *RECONSTRUCT_RUN_FILES,
+)
+"""What a training run leaves that a second run would mix with its own (archive, checkpoints,
+logs, history, test reconstruction); ``--overwrite`` removes these names and nothing else."""
 
 # Errors only a write can cause: wherever they come from, they are about the outputs.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
@@ -71,6 +92,35 @@ def prepare_output_dir(directory: Path) -> Path:
     return directory
 
 
+def claim_output_dir(
+    directory: Path, markers: Sequence[str], clear: Sequence[str], *, overwrite: bool, command: str
+) -> None:
+    """Refuse (``OutputError``) a directory holding any of ``markers``; with ``overwrite``, delete ``clear``.
+
+    Only the names in ``clear`` directly under ``directory`` are removed, never other files.
+    """
+    directory = Path(directory)
+    found = [name for name in markers if (directory / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise OutputError(
+            f"{directory}: output directory already holds a previous {command} run "
+            f"({', '.join(found)}); pass --overwrite to replace it or choose another --output-dir"
+        )
+    try:
+        for name in clear:
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{directory}: cannot remove the previous run's outputs for --overwrite: {_cause(exc)}"
+        ) from exc
+
+
 @contextlib.contextmanager
 def output_errors(directory: Path) -> Iterator[None]:
     """Turn an OSError from writing into ``directory`` (or a full or read-only disk) into ``OutputError``."""
@@ -96,6 +146,13 @@ def evaluate_against(
     return eval_reconstruction(crop, truth), crop, truth
 
 
+def coverage_mask(global_offsets: np.ndarray, M: int) -> np.ndarray:
+    """Boolean ``(S, S)`` canvas mask: True where some patch's central ``M x M`` crop landed."""
+    offsets = np.asarray(global_offsets, dtype=np.float64)
+    ones = np.ones((len(offsets), M, M), dtype=np.float32)
+    return np.asarray(reassemble_position(ones, offsets, M)) > 0.5
+
+
 def write_reconstruction(
     directory: Path,
     canvas: np.ndarray,
@@ -110,6 +167,9 @@ def write_reconstruction(
     ``canvas`` is the ``(S, S[, 1])`` complex stitched image. Returns paths and metrics.
     """
     image = np.squeeze(np.asarray(canvas)).astype(np.complex64)
+    coverage = coverage_mask(global_offsets, M)
+    if coverage.shape != image.shape:
+        raise ValueError(f"coverage {coverage.shape} does not match the image {image.shape}")
     out: dict[str, Any] = {}
     npz = directory / RECONSTRUCTION_NPZ
     with atomic_path(npz, suffix=".npz") as tmp:
@@ -120,6 +180,7 @@ def write_reconstruction(
             phase=np.angle(image).astype(np.float32),
             global_offsets=np.asarray(global_offsets, dtype=np.float64),
             M=np.int64(M),
+            coverage=coverage,
         )
     out["npz"] = npz
     if ground_truth is not None:

@@ -8,7 +8,14 @@ from pathlib import Path
 from ptycho_api import params
 from ptycho_api.backend import select_backend
 from ptycho_api.cli.console import announce, echo, format_metrics_table
-from ptycho_api.cli.outputs import output_errors, prepare_output_dir, write_reconstruction
+from ptycho_api.cli.outputs import (
+    RECONSTRUCT_RUN_FILES,
+    RECONSTRUCTION_NPZ,
+    claim_output_dir,
+    output_errors,
+    prepare_output_dir,
+    write_reconstruction,
+)
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError
 from ptycho_api.rawdata import RawData
@@ -32,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         parents=[common],
         help="reconstruct a scan with a trained model archive",
         description="Predict object patches with a wts.h5.zip model and stitch them; writes "
-        "reconstruction.npz (object, amplitude, phase), reconstruction.png and, when the data "
+        "reconstruction.npz (object, amplitude, phase, coverage mask), reconstruction.png and, when the data "
         "hold a ground-truth object, metrics.json.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,7 +52,14 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--output-dir",
         type=Path,
         default=Path("inference_outputs"),
-        help="default inference_outputs",
+        help="default inference_outputs; refused if it already holds reconstruction.npz "
+        "unless --overwrite",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous reconstruction in --output-dir (removes only "
+        f"{', '.join(RECONSTRUCT_RUN_FILES)})",
     )
     p.add_argument(
         "--backend",
@@ -58,7 +72,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument(
         "--n-groups", type=int, help="groups to reconstruct (default: one per scan point)"
     )
-    p.add_argument("--seed", type=int, help="seed for grouping (default none: unseeded)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for grouping; fixed so runs repeat (default 0)"
+    )
     p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
     p.set_defaults(run=run)
 
@@ -67,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     """Reconstruct from the command line."""
     if not args.model.exists():
         raise BundleError(f"{args.model}: no such model archive or directory")
+    claim_output_dir(
+        args.output_dir,
+        (RECONSTRUCTION_NPZ,),
+        RECONSTRUCT_RUN_FILES,
+        overwrite=args.overwrite,
+        command="reconstruct",
+    )
     prepare_output_dir(args.output_dir)
     announce("reconstruct", args)
     raw = RawData.from_file(args.data)

@@ -11,6 +11,8 @@ from typing import Any
 from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history, write_json
 from ptycho_api.cli.outputs import (
     PROVENANCE_JSON,
+    TRAIN_RUN_FILES,
+    claim_output_dir,
     output_errors,
     prepare_output_dir,
     provenance_record,
@@ -118,6 +120,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--test-data", type=Path, help="test NPZ: reconstructed and evaluated after training"
     )
     add_common_training(p, TrainingConfig())
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an --output-dir that holds a previous run (wts.h5.zip or checkpoints/), "
+        "first removing only that run's known outputs: "
+        f"{', '.join(TRAIN_RUN_FILES)} (default: refuse)",
+    )
     p.set_defaults(run=run)
 
 
@@ -196,6 +205,13 @@ def run(args: argparse.Namespace) -> int:
     # Absolute, so that config.yaml says which files trained the model wherever it is read.
     config.train_data_file = args.train_data.resolve()
     config.test_data_file = args.test_data.resolve() if args.test_data else None
+    claim_output_dir(
+        Path(config.output_dir),
+        ("wts.h5.zip", "checkpoints"),
+        TRAIN_RUN_FILES,
+        overwrite=args.overwrite,
+        command="train",
+    )
     prepare_output_dir(Path(config.output_dir))
     announce("train", args, config)
     train_raw = RawData.from_file(args.train_data)
