@@ -23,6 +23,7 @@ import numpy as np
 from ptycho_api.atomic import atomic_path
 from ptycho_api.errors import ConfigError, DataError
 from ptycho_api.grouping import group_raw_data
+from ptycho_api.plausibility import resolve_data_kind
 
 __all__ = [
     "RawData",
@@ -141,7 +142,10 @@ class RawData:
     ``metadata`` dict or None; ``source`` the file or ``<arrays>``.
 
     Decision 7: integer patterns are photon counts and are square-rooted (logged at INFO);
-    a ``(modes, N, N)`` probe keeps mode 0 (warning when modes > 1).
+    a ``(modes, N, N)`` probe keeps mode 0 (warning when modes > 1). ``data_kind`` states what
+    the patterns hold: ``"counts"`` or ``"intensities"`` (square-rooted), ``"amplitudes"`` (kept)
+    or ``"auto"`` (default: ``plausibility.resolve_data_kind`` decides; float patterns that lie
+    on the photon-count lattice raise ``DataError`` asking for an explicit kind).
     """
 
     def __init__(
@@ -160,10 +164,11 @@ class RawData:
         groups: np.ndarray | None = None,
         source: str | os.PathLike[str] = _ARRAYS,
         diffraction_key: str = "diff3d",
+        data_kind: str = "auto",
     ) -> None:
         check = _Check(str(source))
         self.source = str(source)
-        self.diff3d = self._patterns(check, diffraction_key, diff3d)
+        self.diff3d = self._patterns(check, diffraction_key, diff3d, data_kind)
         n_patterns, N = self.diff3d.shape[0], self.diff3d.shape[1]
         self.xcoords = check.position("xcoords", xcoords, n_patterns)
         self.ycoords = check.position("ycoords", ycoords, n_patterns)
@@ -181,7 +186,7 @@ class RawData:
     # -- validation -------------------------------------------------------------------------
 
     @staticmethod
-    def _patterns(check: _Check, key: str, value: Any) -> np.ndarray:
+    def _patterns(check: _Check, key: str, value: Any, data_kind: str = "auto") -> np.ndarray:
         array = check.numeric(key, value, complex_ok=False)
         if array.ndim == 4 and array.shape[-1] == 1:
             array = array[..., 0]
@@ -215,12 +220,15 @@ class RawData:
             raise check.fail(
                 key, "some non-zero amplitudes or counts", f"{array.shape[0]} all-zero patterns"
             )
-        if array.dtype.kind in "iu":
+        kind = resolve_data_kind(array, data_kind, source=check.source, key=key)
+        if kind != "amplitudes":
             logger.info(
-                "%s: '%s' holds integer photon counts (%s); converting to amplitudes sqrt(counts)",
+                "%s: '%s' holds %s (%s); converting to amplitudes sqrt(%s)",
                 check.source,
                 key,
+                "integer photon counts" if array.dtype.kind in "iu" else kind,
                 array.dtype,
+                kind,
             )
             return np.sqrt(array.astype(np.float64)).astype(np.float32)
         return array.astype(np.float32, copy=False)
@@ -318,7 +326,13 @@ class RawData:
         return cls(xcoords, ycoords, None, None, diff3d, probeGuess, scan_index, objectGuess)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> RawData:
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = None,
+        data_kind: str = "auto",
+    ) -> RawData:
         """Read and validate an NPZ file of the B 2 contract; any violation raises ``DataError``.
 
         Reads ``diff3d`` (or ``diffraction``), ``probeGuess``, ``xcoords``, ``ycoords`` and the
@@ -327,7 +341,8 @@ class RawData:
         object array is ignored with a warning because nothing is ever unpickled). Other keys
         (e.g. Ptychodus' ``bad_pixels``) are ignored. Only a regular file is opened, and every
         array's .npy header is checked against its zip member and, summed, against
-        ``load_budget(max_bytes)`` bytes before any array is read.
+        ``load_budget(max_bytes)`` bytes before any array is read. ``data_kind``: what the
+        patterns hold (``counts``, ``amplitudes``, ``intensities`` or ``auto``; see the class).
         """
         path = Path(path)
         with open_npz(path) as npz:
@@ -370,10 +385,21 @@ class RawData:
             groups=arrays.get("groups"),
             source=path,
             diffraction_key=diffraction_key,
+            data_kind=data_kind,
         )
 
-    def to_file(self, path: str | os.PathLike[str], compress: bool = True) -> Path:
-        """Write the contract keys (and ``_metadata`` as a JSON string) to an NPZ, atomically."""
+    def to_file(
+        self,
+        path: str | os.PathLike[str],
+        compress: bool = True,
+        *,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> Path:
+        """Write the contract keys (and ``_metadata`` as a JSON string) to an NPZ, atomically.
+
+        ``extra``: further arrays to store under their own keys (e.g. ``bad_pixels``), which
+        ``from_file`` ignores; a contract key there is refused.
+        """
         arrays: dict[str, np.ndarray] = {
             "diff3d": self.diff3d,
             "probeGuess": self.probeGuess,
@@ -391,6 +417,12 @@ class RawData:
             arrays["groups"] = self.groups
         if self.metadata is not None:
             arrays["_metadata"] = np.array(json.dumps(self.metadata))
+        clash = sorted(set(extra or {}) & set(arrays))
+        if clash:
+            raise DataError(
+                f"{path}: extra arrays: expected keys the scan does not use; found {clash}"
+            )
+        arrays.update(extra or {})
         save = np.savez_compressed if compress else np.savez
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:

@@ -1,4 +1,5 @@
-"""The ``ptycho`` command line: simulate, train, reconstruct, evaluate, inspect, backends, demo."""
+"""The ``ptycho`` command line: simulate, convert, train, reconstruct, evaluate, inspect,
+backends, demo."""
 
 from __future__ import annotations
 

@@ -15,7 +15,16 @@ from collections.abc import Mapping, Sequence
 
 from ptycho_api import __version__
 from ptycho_api.backend import discover_log_filters
-from ptycho_api.cli import backends_cmd, demo, evaluate, inspect_cmd, reconstruct, simulate, train
+from ptycho_api.cli import (
+    backends_cmd,
+    convert,
+    demo,
+    evaluate,
+    inspect_cmd,
+    reconstruct,
+    simulate,
+    train,
+)
 from ptycho_api.cli.console import configure_logging, echo, quiet_framework_start
 from ptycho_api.errors import PtychoError
 
@@ -23,7 +32,7 @@ __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = (simulate, train, reconstruct, evaluate, inspect_cmd, backends_cmd, demo)
+COMMANDS = (simulate, convert, train, reconstruct, evaluate, inspect_cmd, backends_cmd, demo)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 

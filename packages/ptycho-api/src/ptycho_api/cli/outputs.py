@@ -21,6 +21,7 @@ from ptycho_api.cli.console import package_versions, write_json
 from ptycho_api.config import TrainingConfig
 from ptycho_api.errors import OutputError
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
+from ptycho_api.plausibility import check_reconstruction
 from ptycho_api.plots import plot_reconstruction
 from ptycho_api.stitching import reassemble_position
 
@@ -161,10 +162,13 @@ def write_reconstruction(
     *,
     ground_truth: np.ndarray | None = None,
     title: str | None = None,
+    amplitude_max: float | None = None,
 ) -> dict[str, Any]:
     """Write ``reconstruction.npz`` + ``.png`` (and ``metrics.json`` with ground truth).
 
     ``canvas`` is the ``(S, S[, 1])`` complex stitched image. Returns paths and metrics.
+    Amplitudes above ``amplitude_max`` (the model's bounded range, if any) and uncovered holes
+    inside the scanned region are warned about (``plausibility.check_reconstruction``).
     """
     image = np.squeeze(np.asarray(canvas)).astype(np.complex64)
     coverage = coverage_mask(global_offsets, M)
@@ -172,6 +176,9 @@ def write_reconstruction(
         raise ValueError(f"coverage {coverage.shape} does not match the image {image.shape}")
     out: dict[str, Any] = {}
     npz = directory / RECONSTRUCTION_NPZ
+    check_reconstruction(
+        image, coverage, global_offsets, M, amplitude_max=amplitude_max, source=str(npz)
+    )
     with atomic_path(npz, suffix=".npz") as tmp:
         np.savez_compressed(
             tmp,

@@ -16,8 +16,10 @@ from ptycho_api.cli.outputs import (
     prepare_output_dir,
     write_reconstruction,
 )
+from ptycho_api.cli.train import add_data_kind
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError
+from ptycho_api.plausibility import amplitude_limit, check_raw
 from ptycho_api.rawdata import RawData
 from ptycho_api.workflows import (
     as_container,
@@ -48,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--model", type=Path, required=True, help="archive file or directory holding wts.h5.zip"
     )
     p.add_argument("--data", type=Path, required=True, help="NPZ scan (data contract)")
+    add_data_kind(p)
     p.add_argument(
         "--output-dir",
         type=Path,
@@ -73,6 +76,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--n-groups", type=int, help="groups to reconstruct (default: one per scan point)"
     )
     p.add_argument(
+        "--neighbor-count",
+        type=int,
+        help="neighbor_count K: a group's members are drawn among each position's K nearest "
+        "neighbours; needs K >= gridsize**2 (default max(4, gridsize**2) of the archive's "
+        "gridsize)",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="seed for grouping; fixed so runs repeat (default 0)"
     )
     p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     )
     prepare_output_dir(args.output_dir)
     announce("reconstruct", args)
-    raw = RawData.from_file(args.data)
+    raw = check_raw(RawData.from_file(args.data, data_kind=args.data_kind))
     backend = select_backend(args.backend)
     model, restored = load_inference_bundle(args.model, backend=backend)
     N, gridsize = int(restored["N"]), int(restored["gridsize"])
@@ -101,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         model_path=args.model,
         test_data_file=args.data,
         n_groups=args.n_groups,
-        neighbor_count=max(4, gridsize * gridsize),
+        neighbor_count=(
+            max(4, gridsize * gridsize) if args.neighbor_count is None else args.neighbor_count
+        ),
         output_dir=args.output_dir,
         seed=args.seed,
     )
@@ -120,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             args.M,
             ground_truth=raw.objectGuess,
             title=f"reconstruction ({backend.name})",
+            amplitude_max=amplitude_limit(restored.get("amp_activation")),
         )
     echo(f"reconstruction: {written['npz']}")
     echo(f"figure:         {written['png']}")
