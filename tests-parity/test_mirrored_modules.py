@@ -34,7 +34,15 @@ FACADES = ("model_manager.py", "workflows/components.py")
 """Present in both, with the original's backend-specific public names (seed compatibility)."""
 BACKEND_ONLY = {
     "tensorflow": {"layers.py"},
-    "pytorch": {"lightning_module.py", "modules.py", "wrapper.py"},
+    # Lightning's checkpoints (atomic writes, safe reads) and its per-epoch sampler: TensorFlow
+    # trains through Keras' fit and writes no resumable checkpoints.
+    "pytorch": {
+        "checkpoint_io.py",
+        "lightning_module.py",
+        "modules.py",
+        "sampling.py",
+        "wrapper.py",
+    },
 }
 """Framework-specific building blocks that have no counterpart in the other backend."""
 
