@@ -17,9 +17,39 @@ API = str(ROOT / "packages" / "ptycho-api")
 BUNDLE = str(ROOT / "packages" / "ptycho-bundle")
 TF = str(ROOT / "packages" / "ptycho-tf")
 TORCH = str(ROOT / "packages" / "ptycho-torch")
+PTYCHOPINN = str(ROOT / "packages" / "ptychopinn")
+BACKEND_PACKAGES = {"tensorflow": TF, "pytorch": TORCH}
+# What Ptychodus 1.7.0's API and model modules import (its own requirements add Qt and mlflow,
+# which a headless run does not need, so ptychodus itself goes in with --no-deps).
+PTYCHODUS_DEPS = (
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "h5py",
+    "matplotlib",
+    "pyyaml",
+    "psutil",
+    "tifffile",
+    "hdf5plugin",
+    "watchdog",
+    "scikit-learn",
+    "pydantic",
+    "httpx",
+    "colorcet",
+    "pydantic-ai-slim[openai]>=1,<3",  # <3: the 1.x/2.x API that ptychodus 1.7.0 imports
+)
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "api", "bundle", "isolation", "tf", "torch", "parity"]
+nox.options.sessions = [
+    "lint",
+    "api",
+    "bundle",
+    "isolation",
+    "tf",
+    "torch",
+    "parity",
+    "ptychodus",
+]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -65,9 +95,11 @@ def bundle(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def isolation(session: nox.Session) -> None:
-    """Built wheels of ptycho-api and ptycho-bundle alone: no framework imports, clear errors."""
+    """Built wheels of ptycho-api, ptycho-bundle and ptychopinn alone: no framework, clear errors."""
     wheels = Path(session.create_tmp()) / "wheels"
-    session.run("python", "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), API, BUNDLE)
+    session.run(
+        "python", "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), API, BUNDLE, PTYCHOPINN
+    )
     built = sorted(str(p) for p in wheels.glob("*.whl"))
     _install(session, *built, "pytest")
     # Run from a temporary directory so the source tree can never shadow the installed wheels.
@@ -95,6 +127,31 @@ def parity(session: nox.Session) -> None:
     """Cross-backend parity tests with both backends installed in one environment."""
     _install(session, f"{API}[test]", BUNDLE, TF, TORCH)
     _pytest(session, "tests-parity")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", list(BACKEND_PACKAGES))
+def ptychodus(session: nox.Session, backend: str) -> None:
+    """Ptychodus 1.7.0 drives PtychoPINN through `ptychopinn`, with only one backend installed."""
+    _install(session, "--no-deps", "ptychodus==1.7.0")
+    _install(session, *PTYCHODUS_DEPS)
+    _install(session, API, BUNDLE, BACKEND_PACKAGES[backend], f"{PTYCHOPINN}[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-ra",
+        "packages/ptychopinn/tests",
+        "tests-ptychodus",
+        *session.posargs,
+        env={
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONHASHSEED": "0",
+            "PTYCHO_EXPECT_BACKEND": backend,
+        },
+    )
 
 
 @nox.session(python=PYTHON)

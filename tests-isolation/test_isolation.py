@@ -1,4 +1,4 @@
-"""With only the ptycho-api and ptycho-bundle wheels installed: no framework, clear errors.
+"""With only the ptycho-api, ptycho-bundle and ptychopinn wheels installed: no framework, clear errors.
 
 Run by ``nox -s isolation`` from a temporary directory, against built wheels (not the source
 tree), so these facts hold for what users ``pip install``.
@@ -28,7 +28,7 @@ def _modules_after_import(*modules: str) -> list[str]:
 
 
 def test_packages_come_from_installed_wheels():
-    for name in ("ptycho_api", "ptycho_bundle"):
+    for name in ("ptycho_api", "ptycho_bundle", "ptycho"):
         origin = Path(importlib.util.find_spec(name).origin)
         assert "site-packages" in origin.parts, f"{name} imported from {origin}, not a wheel"
 
@@ -44,6 +44,17 @@ def test_packages_come_from_installed_wheels():
             "ptycho_api.params",
             "ptycho_api.backend",
             "ptycho_bundle",
+        ),
+        (
+            "ptycho",
+            "ptycho.config.config",
+            "ptycho.params",
+            "ptycho.raw_data",
+            "ptycho.probe",
+            "ptycho.loader",
+            "ptycho.tf_helper",
+            "ptycho.workflows.components",
+            "ptycho.model_manager",
         ),
     ],
 )
@@ -77,3 +88,15 @@ def test_asking_for_a_backend_names_the_package_to_install(name, dist):
 
     with pytest.raises(BackendNotInstalledError, match=f"pip install {dist}"):
         select_backend(name)
+
+
+def test_ptycho_training_without_a_backend_names_the_packages():
+    """The `ptycho` compatibility package imports without a framework and says what to install."""
+    code = (
+        "from ptycho.config.config import ModelConfig, TrainingConfig\n"
+        "from ptycho.workflows.components import train_cdi_model\n"
+        "train_cdi_model(None, None, TrainingConfig(model=ModelConfig(N=64)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ptycho-tf" in done.stderr and "ptycho-torch" in done.stderr, done.stderr[-2000:]

@@ -300,3 +300,34 @@ def test_corrupt_archive_and_bad_data_exit_2(workdir, trained):
     )
     res = ptycho("train", "--train-data", "noprobe.npz", "--backend", "tf", cwd=workdir)
     assert res.returncode == 2 and "probeGuess" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("backend", ["tf", "torch"])
+def test_supervised_train_without_ground_truth_exits_2_with_one_line(workdir, backend):
+    """``--model-type supervised`` on an NPZ that has neither ``Y`` nor ``objectGuess``."""
+    raw = RawData.from_file(workdir / "data" / "train_data.npz")
+    np.savez(
+        workdir / "no_truth.npz",
+        diff3d=raw.diff3d,
+        xcoords=raw.xcoords,
+        ycoords=raw.ycoords,
+        probeGuess=raw.probeGuess,
+    )
+    res = ptycho(
+        "train",
+        "--train-data",
+        "no_truth.npz",
+        "--model-type",
+        "supervised",
+        "--backend",
+        backend,
+        "--output-dir",
+        f"supervised_{backend}",
+        cwd=workdir,
+    )
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    # Our one line; TensorFlow's own C++ start-up log (e.g. "failed call to cuInit") is not ours.
+    errors = [line for line in res.stderr.splitlines() if line.startswith("ptycho train: error")]
+    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "no_truth.npz" in errors[0] and "supervised" in errors[0]
+    assert "'Y'" in errors[0] and "'objectGuess'" in errors[0]

@@ -16,25 +16,23 @@ from parity_helpers import (
     TF,
     TOL_CURVE,
     TOL_FORWARD,
-    TOL_GRAD,
-    TOL_HEAD_GRAD,
     TOL_LOSS,
     TOL_STEP,
     TORCH,
     TFStepper,
     TorchStepper,
+    align_unresolved_steps,
     check,
+    check_gradients,
     check_rel,
     model_config,
     paired_models,
     rel,
     scaled_batch,
     simulated_container,
-    tf_conv_output_gradients,
     tf_forward,
     tf_loss_and_gradients,
     tf_object_patches,
-    torch_conv_output_gradients,
     torch_forward,
     torch_loss_and_gradients,
     torch_object_patches,
@@ -77,64 +75,6 @@ def _compare_outputs(pair, xs, offsets, row, tolerance, what=""):
     return got_tf, got_torch
 
 
-def _check_gradients(pair, xs, offsets, grads_tf, grads_torch, nll_weight=1.0, mae_weight=0.0):
-    """rel <= 1e-3 per tensor with more than one element. A one-element bias (the K = 1 heads)
-    is the sum of B*H*W values of dL/dz of its conv, terms of both signs that nearly cancel, so
-    its float32 rounding is not bounded by its own size (README); its conv's dL/dz itself is
-    compared instead (rel <= TOL_HEAD_GRAD), and the bias gradients must have the same sign."""
-    one_element = [
-        n[: -len("/bias")] for n, g in grads_tf.items() if n.endswith("/bias") and g.size == 1
-    ]
-    for name, g_tf in grads_tf.items():
-        assert np.any(g_tf != 0), f"zero gradient for {name}"
-        if not (name.endswith("/bias") and g_tf.size == 1):
-            check_rel("gradient per weight", grads_torch[name], g_tf, TOL_GRAD, name)
-            continue
-        assert np.sign(grads_torch[name]) == np.sign(g_tf), f"{name}: {grads_torch[name]} vs {g_tf}"
-    if not one_element:
-        return
-    dz_tf = tf_conv_output_gradients(pair.tf, one_element, xs, offsets, nll_weight, mae_weight)
-    dz_torch = torch_conv_output_gradients(
-        pair.torch, one_element, xs, offsets, nll_weight, mae_weight
-    )
-    for name in one_element:
-        assert np.any(dz_tf[name] != 0), f"zero dL/dz for {name}"
-        check_rel(
-            "dL/dz of a conv with a one-element bias",
-            dz_torch[name],
-            dz_tf[name],
-            TOL_HEAD_GRAD,
-            name,
-        )
-
-
-def _align_unresolved_steps(pair, grads_tf, grads_torch):
-    """Adam's first step is about ``lr * sign(g)``: an element whose gradient is below float32
-    rounding (the two backends disagree on its sign) steps by +lr in one and -lr in the other.
-    Such elements (a handful out of ~10^6, README) get TF's post-step value in torch; every other
-    element is compared as computed."""
-    after_tf = TF.export_weights(pair.tf)
-    after_torch = TORCH.export_weights(pair.torch)
-    n_unresolved = n_total = 0
-    for name, g_tf in grads_tf.items():
-        if not name.endswith(("/kernel", "/bias")):
-            continue
-        g_torch = grads_torch[name]
-        unresolved = np.sign(g_tf) != np.sign(g_torch)
-        n_total += g_tf.size
-        if unresolved.any():
-            # Their gradients are rounding noise: tiny against the tensor's largest entry.
-            assert np.max(np.abs(g_tf[unresolved])) <= 1e-5 * np.max(np.abs(g_tf)), name
-            n_unresolved += int(unresolved.sum())
-            after_torch[name] = np.where(unresolved, after_tf[name], after_torch[name])
-    check(
-        "one Adam step: elements with unresolved gradient sign (fraction)",
-        n_unresolved / n_total,
-        1e-5,
-    )
-    TORCH.import_weights(pair.torch, after_torch)
-
-
 @pytest.mark.parametrize(("gridsize", "object_big", "probe_big", "flags"), CASES)
 def test_forward_loss_gradients_and_one_step(gridsize, object_big, probe_big, flags):
     pair, container = _pair(gridsize, object_big, probe_big, flags)
@@ -167,13 +107,13 @@ def test_forward_loss_gradients_and_one_step(gridsize, object_big, probe_big, fl
         }
     )
     assert expected_extra <= set(grads_tf)
-    _check_gradients(pair, xs, offsets, grads_tf, grads_torch)
+    check_gradients(pair, xs, offsets, grads_tf, grads_torch)
 
     # One Adam step through each backend's own training step, then forward again.
     loss0_tf = TFStepper(pair.tf).step(xs, offsets)
     loss0_torch = TorchStepper(pair.torch).step(xs, offsets)
     check_rel("loss value", loss0_torch, loss0_tf, TOL_LOSS, "inside the train step")
-    _align_unresolved_steps(pair, grads_tf, grads_torch)
+    align_unresolved_steps(pair, grads_tf, grads_torch)
     xs2, offsets2 = scaled_batch(container, 4, 4)
     after_tf, after_torch = _compare_outputs(pair, xs2, offsets2, "one Adam step", TOL_STEP)
     # The step changed the model (else the comparison above proves nothing).
@@ -193,7 +133,7 @@ def test_forward_with_probe_mask_smoothing_and_no_pad_object(gridsize):
         loss_tf, grads_tf = tf_loss_and_gradients(pair.tf, xs, offsets, 1.0, 0.5)
         loss_torch, grads_torch = torch_loss_and_gradients(pair.torch, xs, offsets, 1.0, 0.5)
         check_rel("loss value", loss_torch, loss_tf, TOL_LOSS, f"{extra} nll+mae")
-        _check_gradients(pair, xs, offsets, grads_tf, grads_torch, 1.0, 0.5)
+        check_gradients(pair, xs, offsets, grads_tf, grads_torch, 1.0, 0.5)
 
 
 def test_weights_copied_from_torch_to_tf_give_the_same_outputs():

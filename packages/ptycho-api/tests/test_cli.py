@@ -152,7 +152,8 @@ def test_usage_error_exits_2(tmp_path):
 
 
 def test_every_subcommand_help_has_an_example(tmp_path):
-    for command in ("simulate", "train", "reconstruct", "evaluate", "inspect", "backends", "demo"):
+    commands = ("simulate", "convert", "train", "reconstruct", "evaluate", "inspect", "backends")
+    for command in (*commands, "demo"):
         res = ptycho(command, "--help", cwd=tmp_path)
         assert res.returncode == 0 and "example:" in res.stdout, command
 

@@ -18,7 +18,14 @@ from cli_run import ptycho
 
 from ptycho_api.cli.main import HelpFormatter, build_parser
 from ptycho_api.cli.outputs import file_record, provenance_record
-from ptycho_api.config import TrainingConfig, load_config, save_config
+from ptycho_api.config import (
+    InferenceConfig,
+    ModelConfig,
+    TrainingConfig,
+    load_config,
+    save_config,
+)
+from ptycho_api.errors import ConfigError
 
 NO_BACKEND = "no PtychoPINN backend is installed"
 
@@ -80,7 +87,7 @@ def test_gridsize_3_from_a_config_file_names_the_key(tmp_path: Path) -> None:
                 "(default 4)",
                 "(default training_outputs)",
                 "(default 1e9)",
-                "(default none: unseeded)",
+                "(default 0)",
             ],
         ),
         (
@@ -102,7 +109,8 @@ def test_help_shows_the_defaults(tmp_path: Path, command: str, expected: list[st
 
 
 def test_no_help_shows_default_none_or_false(tmp_path: Path) -> None:
-    for command in ("simulate", "train", "reconstruct", "evaluate", "inspect", "backends", "demo"):
+    commands = ("simulate", "convert", "train", "reconstruct", "evaluate", "inspect", "backends")
+    for command in (*commands, "demo"):
         res = ptycho(command, "--help", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         for noise in ("default None", "default: None", "default False", "default: False"):
@@ -194,3 +202,24 @@ def test_config_with_absolute_data_paths_loads_again(tmp_path: Path) -> None:
     loaded = load_config(save_config(config, tmp_path / "config.yaml"), TrainingConfig)
     assert loaded.train_data_file == config.train_data_file
     assert loaded.train_data_file.is_absolute()
+
+
+# ---- --neighbor-count and --data-kind on reconstruct ------------------------------------------
+
+
+def test_reconstruct_offers_neighbor_count_and_data_kind(tmp_path: Path) -> None:
+    res = ptycho("reconstruct", "--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    assert "--neighbor-count" in text and "(default max(4, gridsize**2) of the archive's" in text
+    assert "--data-kind {auto,counts,amplitudes,intensities}" in text
+    train = " ".join(ptycho("train", "--help", cwd=tmp_path).stdout.split())
+    assert "--data-kind {auto,counts,amplitudes,intensities}" in train
+
+
+def test_inference_neighbor_count_error_names_the_reconstruct_flag() -> None:
+    config = InferenceConfig(model=ModelConfig(gridsize=3), neighbor_count=4)
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert "inference.neighbor_count" in str(info.value)
+    assert "(ptycho reconstruct: --neighbor-count 9)" in str(info.value)

@@ -33,7 +33,7 @@ def test_defaults_follow_part_a_decision_5():
     t = TrainingConfig()
     assert (t.nepochs, t.batch_size, t.nphotons, t.n_groups) == (50, 16, 1e9, 512)
     assert (t.probe_trainable, t.intensity_scale_trainable) == (False, True)
-    assert (t.backend, t.seed) == ("auto", None)
+    assert (t.backend, t.seed) == ("auto", 0)  # seeded by default: runs repeat
     i = InferenceConfig()
     assert i.n_groups is None and i.backend == "auto"
 
@@ -102,7 +102,7 @@ def test_nested_model_is_flattened():
 
 def test_none_never_overwrites():
     cfg = {"n_subsample": 7, "subsample_seed": 3, "seed": 11}
-    update_legacy_dict(cfg, TrainingConfig())
+    update_legacy_dict(cfg, TrainingConfig(seed=None))
     assert cfg["n_subsample"] == 7
     assert cfg["subsample_seed"] == 3
     assert cfg["seed"] == 11

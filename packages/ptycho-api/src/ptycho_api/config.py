@@ -228,7 +228,9 @@ class TrainingConfig:
     output_dir: Path = Path("training_outputs")
     sequential_sampling: bool = False
     backend: str = "auto"
-    seed: int | None = None
+    # Seeded by default so that a run repeats (Ptychodus and most scripts never set one);
+    # None asks for an unseeded run.
+    seed: int | None = 0
 
     def __post_init__(self) -> None:
         _apply_n_images_alias(self)
@@ -315,7 +317,9 @@ class InferenceConfig:
         _check_seed(s, self.seed)
         if self.model_path is not None:
             p = Path(self.model_path)
-            candidates = (p, Path(f"{p}.zip"), p.with_name("wts.h5.zip"))
+            candidates = [p, Path(f"{p}.zip")]
+            if p.name:  # Path() (Ptychodus' "not used") has no name to replace
+                candidates.append(p.with_name("wts.h5.zip"))
             if not any(c.exists() for c in candidates):
                 raise _fail(
                     s,
@@ -336,7 +340,7 @@ def _validate_sampling(section: str, cfg: TrainingConfig | InferenceConfig) -> N
     _check_int(section, "neighbor_count", cfg.neighbor_count, minimum=1)
     if cfg.neighbor_count < c:
         # Say what to change: the default K = 4 only suits gridsize 1 and 2.
-        flag = f" (ptycho train and demo: --neighbor-count {c})" if section == "training" else ""
+        flag = f" (ptycho {'train and demo' if section == 'training' else 'reconstruct'}: --neighbor-count {c})"
         raise ConfigError(
             f"{section}.neighbor_count: expected at least gridsize**2 = {c} neighbours to draw "
             f"a group from; found {cfg.neighbor_count!r}: set neighbor_count to {c} or "

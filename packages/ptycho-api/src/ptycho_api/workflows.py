@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ptycho_api import params
+from ptycho_api.atomic import atomic_path
 from ptycho_api.backend import select_backend
-from ptycho_api.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho_api.config import (
+    InferenceConfig,
+    TrainingConfig,
+    model_config_from_legacy_dict,
+    update_legacy_dict,
+)
 from ptycho_api.container import PtychoDataContainer, create_ptycho_data_container
 from ptycho_api.errors import ConfigError, DataError
 from ptycho_api.probe import normalize_probe
 from ptycho_api.rawdata import RawData
 from ptycho_api.stitching import apply_stitch_options
+from ptycho_api.supervised import require_ground_truth
 
 __all__ = [
     "as_container",
@@ -39,17 +47,19 @@ __all__ = [
     "stitch_patches",
     "current_model",
     "restore_params",
+    "save_model",
+    "save_outputs",
 ]
 
 logger = logging.getLogger(__name__)
 
 DataLike = RawData | PtychoDataContainer | dict
 
-_current: dict[str, Any] = {"backend": None, "model": None, "config": None}
+_current: dict[str, Any] = {"backend": None, "model": None, "config": None, "history": None}
 
 
-def _remember(backend: Any, model: Any, config: TrainingConfig | None) -> None:
-    _current.update(backend=backend, model=model, config=config)
+def _remember(backend: Any, model: Any, config: TrainingConfig | None, history: Any = None) -> None:
+    _current.update(backend=backend, model=model, config=config, history=history)
 
 
 def current_model() -> tuple[Any, Any, TrainingConfig | None]:
@@ -105,6 +115,8 @@ def train_cdi_model(
     """
     impl = _backend(backend, config)
     update_legacy_dict(params.cfg, config)
+    if config.model.model_type == "supervised":
+        require_ground_truth(train_data)
     train = as_container(train_data, config)
     test = as_container(test_data, config, evaluation=True) if test_data is not None else None
     if train.N != config.model.N:
@@ -130,7 +142,7 @@ def train_cdi_model(
         intensity_scale_trainable=config.intensity_scale_trainable,
     )
     history = impl.train(model, train, test, config)
-    _remember(impl, model, config)
+    _remember(impl, model, config, history)
     results: dict[str, Any] = {
         "history": history,
         "model": model,
@@ -253,14 +265,15 @@ def run_cdi_example(
     do_stitching: bool = False,
     *,
     backend: Any = None,
+    save: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
-    """Train, save the archive and reconstruct: -> (amp, phase, results).
+    """Train, save the archive (unless ``save=False``) and reconstruct: -> (amp, phase, results).
 
     The test scan is stitched when given; ``do_stitching=True`` without test data stitches the
     training scan; otherwise the images are None. ``results`` is ``train_cdi_model``'s plus, when
     stitched, ``patches`` ``(B, N, N, 1)`` complex64 and their ``global_offsets``.
     """
-    results = train_cdi_model(train_data, test_data, config, backend=backend)
+    results = train_cdi_model(train_data, test_data, config, backend=backend, save=save)
     amp = phase = None
     scan = results["test_container"]
     if scan is None and do_stitching:
@@ -294,3 +307,61 @@ def load_inference_bundle(
     restore_params(snapshot)
     _remember(impl, model, None)
     return model, snapshot
+
+
+def save_model(out_dir: str | os.PathLike[str]) -> Path:
+    """Write the model last trained or loaded in this process to ``<out_dir>/wts.h5.zip``: -> path.
+
+    The archive records the training config of that model (when it was trained here) or the
+    model settings in ``params.cfg`` (when it was loaded), and its training history.
+    """
+    impl, model, config = current_model()
+    if model is None:
+        raise RuntimeError(
+            "save_model: no model has been trained or loaded in this process; run "
+            "train_cdi_model / run_cdi_example or load_inference_bundle first"
+        )
+    if config is None:
+        config = TrainingConfig(model=model_config_from_legacy_dict(params.cfg))
+    return impl.save_archive(model, Path(out_dir), config, history=_current["history"])
+
+
+def save_outputs(
+    amplitude: np.ndarray | None,
+    phase: np.ndarray | None,
+    results: Mapping[str, Any],
+    output_prefix: str | os.PathLike[str],
+) -> list[Path]:
+    """Write a run's outputs into the directory ``output_prefix``: -> the files written.
+
+    ``history.json``, ``history.csv`` and ``loss.png`` from ``results['history']``; with
+    ``amplitude`` and ``phase`` (``(H, W)`` float, phase in radians; a trailing singleton axis
+    is dropped) also ``reconstruction.npz`` (keys ``amplitude``, ``phase``) and
+    ``reconstruction.png``. Every file is written atomically.
+    """
+    from ptycho_api.cli.console import write_history
+    from ptycho_api.plots import plot_reconstruction, plot_training_history
+
+    directory = Path(output_prefix)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    history = results.get("history")
+    if history:
+        written.extend(write_history(directory, history))
+        curves = {k: v for k, v in history.items() if k != "lr"}
+        written.append(plot_training_history(directory / "loss.png", curves))
+    if amplitude is not None and phase is not None:
+        amp = np.squeeze(np.asarray(amplitude, dtype=np.float32))
+        phi = np.squeeze(np.asarray(phase, dtype=np.float32))
+        if amp.ndim != 2 or amp.shape != phi.shape:
+            raise DataError(
+                f"save_outputs: expected 2-D amplitude and phase of one shape; found "
+                f"{amp.shape} and {phi.shape}"
+            )
+        path = directory / "reconstruction.npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, amplitude=amp, phase=phi)
+        written.append(path)
+        written.append(plot_reconstruction(directory / "reconstruction.png", amp, phi))
+    logger.info("wrote %s", ", ".join(p.name for p in written) or "nothing")
+    return written

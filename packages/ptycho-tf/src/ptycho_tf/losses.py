@@ -1,4 +1,7 @@
-"""The training loss of decision 9 in TensorFlow: Poisson NLL and MAE on scaled amplitudes.
+"""The training losses in TensorFlow: decision 9 (Poisson NLL, MAE) and supervised mode's MAE.
+
+Decision 9 compares scaled amplitudes; supervised mode (``ptycho_api.supervised``) compares the
+decoders' amplitude and phase with the ground truth.
 
 Mirrors ``ptycho_torch.losses``; ``I_pred = pred**2``, ``I_obs = target**2``, means over all elements.
 """
@@ -9,7 +12,7 @@ import tensorflow as tf
 
 from ptycho_api.physics import NLL_LOG_FLOOR, weighted_loss
 
-__all__ = ["loss_terms", "total_loss"]
+__all__ = ["loss_terms", "total_loss", "supervised_loss"]
 
 
 def loss_terms(
@@ -34,3 +37,19 @@ def total_loss(
 ) -> tf.Tensor:
     """``nll_weight * NLL + mae_weight * MAE`` (a term with zero weight is left out); scalar."""
     return weighted_loss(*loss_terms(pred_amp_scaled, target_amp_scaled), nll_weight, mae_weight)
+
+
+def supervised_loss(
+    amplitude: tf.Tensor,
+    phase: tf.Tensor,
+    amplitude_target: tf.Tensor,
+    phase_target: tf.Tensor,
+) -> tf.Tensor:
+    """Supervised mode's real-space loss (``ptycho_api.supervised``); scalar.
+
+    ``mean|A - |Y|/a| + mean|Phi - angle(Y)|`` over all elements of the ``(B, N, N, C)`` decoder
+    outputs (amplitude in units of ``a``, phase in radians) and their targets.
+    """
+    return tf.reduce_mean(tf.abs(amplitude - amplitude_target)) + tf.reduce_mean(
+        tf.abs(phase - phase_target)
+    )

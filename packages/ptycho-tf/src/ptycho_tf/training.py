@@ -2,7 +2,8 @@
 
 The autoencoder is wrapped in a small ``keras.Model`` whose ``compute_loss`` is the decision 9
 loss, so Keras drives the loop (progress output, callbacks, XLA-compiled train step) while the
-saved models stay plain functional models.
+saved models stay plain functional models. Supervised mode (``model.model_type``) wraps the
+decoders' outputs instead and minimises ``ptycho_api.supervised``'s real-space loss.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ptycho_api.config import TrainingConfig
 from ptycho_api.container import PtychoDataContainer
 from ptycho_api.errors import DataError
 from ptycho_api.schedule import SCHEDULE
-from ptycho_tf.losses import total_loss
+from ptycho_api.supervised import SupervisedTargets, supervised_targets
+from ptycho_tf.losses import supervised_loss, total_loss
 from ptycho_tf.model import PtychoPINN, build_model
 from ptycho_tf.weights import export_weights, import_weights
 
@@ -63,6 +65,39 @@ class _Trainer(keras.Model):
         return total_loss(pred_amp_scaled, y, self.nll_weight, self.mae_weight)
 
 
+def _object_heads(autoencoder: keras.Model) -> keras.Model:
+    """``[s*X, offsets]`` -> the decoders' ``[amplitude, phase]`` ``(B, N, N, K)`` float32.
+
+    The two tensors the ``object_patches`` layer combines, in the autoencoder's own graph (shared
+    layers, so training this model trains the autoencoder; offsets are not used).
+    """
+    amplitude, phase = autoencoder.get_layer("object_patches").input
+    return keras.Model(autoencoder.inputs, [amplitude, phase], name="object_heads")
+
+
+class _SupervisedTrainer(keras.Model):
+    """Keras' ``fit`` on supervised mode's loss: decoder outputs vs ``(|Y|/a, angle(Y))``."""
+
+    def __init__(self, autoencoder: keras.Model) -> None:
+        super().__init__(name="ptycho_supervised_trainer")
+        self.heads = _object_heads(autoencoder)
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        return self.heads(inputs, training=training)
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> tf.Tensor:
+        amplitude, phase = y_pred
+        amplitude_target, phase_target = y
+        return supervised_loss(amplitude, phase, amplitude_target, phase_target)
+
+
 def make_optimizer() -> keras.optimizers.Adam:
     """Adam with the settings of ``ptycho_api.schedule.SCHEDULE`` (Keras' own epsilon convention)."""
     return keras.optimizers.Adam(
@@ -78,14 +113,21 @@ def make_trainer(
     nll_weight: float = 1.0,
     mae_weight: float = 0.0,
     *,
+    model_type: str = "pinn",
     jit_compile: bool = False,
 ) -> keras.Model:
-    """The compiled Keras model that ``train_model`` fits: ``autoencoder`` + decision 9 loss + Adam.
+    """The compiled Keras model that ``train_model`` fits: ``autoencoder`` + loss + Adam.
 
-    Its ``train_on_batch([s*X, offsets], s*X)`` runs exactly the optimiser step of ``fit`` on one
-    batch and returns the loss, so callers (the parity tests) can drive training batch by batch.
+    ``model_type`` "pinn": decision 9 loss; its ``train_on_batch([s*X, offsets], s*X)`` runs
+    exactly the optimiser step of ``fit`` on one batch and returns the loss, so callers (the
+    parity tests) can drive training batch by batch. "supervised": ``ptycho_api.supervised``'s
+    loss, ``train_on_batch([s*X, offsets], (|Y|/a, angle(Y)))``, nll/mae weights unused.
     """
-    trainer = _Trainer(models.autoencoder, nll_weight, mae_weight)
+    trainer: keras.Model
+    if model_type == "supervised":
+        trainer = _SupervisedTrainer(models.autoencoder)
+    else:
+        trainer = _Trainer(models.autoencoder, nll_weight, mae_weight)
     trainer.compile(optimizer=make_optimizer(), jit_compile=jit_compile)
     return trainer
 
@@ -128,6 +170,14 @@ class _History(keras.callbacks.Callback):
         }
         for key, value in row.items():
             self.history[key].append(value)
+        logger.info(
+            "epoch %d/%d: loss %.6g, val_loss %.6g, lr %.3g",
+            epoch + 1,
+            self.nepochs,
+            row["loss"],
+            row["val_loss"],
+            row["lr"],
+        )
         if self.progress is not None:
             self.progress(epoch + 1, self.nepochs, row)
 
@@ -140,18 +190,30 @@ def _dataset(
     *,
     shuffle_seed: int | None,
     shuffle: bool,
+    targets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tf.data.Dataset:
-    """``((s X, offsets), s X)`` batches; reshuffled every epoch when ``shuffle``."""
-    ds = tf.data.Dataset.from_tensor_slices((x, offsets))
+    """``((s X, offsets), s X)`` batches, or with ``targets`` (supervised mode's amplitude and
+    phase, ``(B, N, N, C)`` each) ``((s X, offsets), targets)``; reshuffled every epoch when
+    ``shuffle``."""
+    ds = tf.data.Dataset.from_tensor_slices((x, offsets, *(targets or ())))
     if shuffle:
         ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
     scale32 = np.float32(scale)
 
-    def scaled(xb: tf.Tensor, ob: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+    def scaled(
+        xb: tf.Tensor, ob: tf.Tensor, *tb: tf.Tensor
+    ) -> tuple[tuple[tf.Tensor, tf.Tensor], Any]:
         xs = xb * scale32
-        return (xs, ob), xs
+        return (xs, ob), (tb if tb else xs)
 
     return ds.batch(batch_size).map(scaled).prefetch(tf.data.AUTOTUNE)
+
+
+def _target_rows(
+    targets: SupervisedTargets | None, rows: slice
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The amplitude and phase targets of ``rows`` (None in PINN mode)."""
+    return None if targets is None else (targets.amplitude[rows], targets.phase[rows])
 
 
 def _apply_trainable_flags(models: PtychoPINN, config: TrainingConfig) -> None:
@@ -232,7 +294,8 @@ def train_model(
     The schedule is ``ptycho_api.schedule.SCHEDULE``: Adam, ReduceLROnPlateau on ``val_loss``
     (``loss`` without validation), EarlyStopping on ``loss``, the last groups validate; training
     groups are reshuffled every epoch with ``config.seed``. ``test`` is evaluated once after training
-    (logged only). ``verbose`` is Keras' (default: progress bar on a terminal, else one line per
+    (logged only). ``config.model.model_type`` "supervised" trains on ``ptycho_api.supervised``'s
+    real-space loss against the ground truth of ``train`` (``DataError`` without it). ``verbose`` is Keras' (default: progress bar on a terminal, else one line per
     epoch).
     """
     config.validate()
@@ -247,6 +310,8 @@ def train_model(
             train.intensity_scale,
             models.intensity_scale,
         )
+    supervised = config.model.model_type == "supervised"
+    targets = supervised_targets(train, config.model) if supervised else None
     seed_everything(config.seed)
     _apply_trainable_flags(models, config)
 
@@ -263,6 +328,7 @@ def train_model(
         batch_size,
         shuffle_seed=config.seed,
         shuffle=True,
+        targets=_target_rows(targets, slice(None, n_train)),
     )
     val_ds = None
     if n_train < n_groups:
@@ -273,9 +339,16 @@ def train_model(
             batch_size,
             shuffle_seed=None,
             shuffle=False,
+            targets=_target_rows(targets, slice(n_train, None)),
         )
 
-    trainer = make_trainer(models, config.nll_weight, config.mae_weight, jit_compile=jit_compile)
+    trainer = make_trainer(
+        models,
+        config.nll_weight,
+        config.mae_weight,
+        model_type=config.model.model_type,
+        jit_compile=jit_compile,
+    )
     history = _History(config.nepochs, progress)
     callbacks: list[keras.callbacks.Callback] = [
         history,
@@ -302,7 +375,15 @@ def train_model(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if supervised and test is not None and not test.has_ground_truth:
+        logger.info("the test set has no ground truth: no supervised test loss")
+        test = None
     if test is not None and not (stopper is not None and stopper.cancelled):
+        test_targets = None
+        if targets is not None:
+            test_targets = supervised_targets(
+                test, config.model, "test data", amplitude_scale=targets.amplitude_scale
+            )
         test_ds = _dataset(
             test.X,
             test.local_offsets,
@@ -310,6 +391,7 @@ def train_model(
             batch_size,
             shuffle_seed=None,
             shuffle=False,
+            targets=_target_rows(test_targets, slice(None)),
         )
         test_loss = trainer.evaluate(test_ds, verbose=0)
         logger.info("loss on the test set after training: %.6g", float(np.ravel(test_loss)[0]))

@@ -24,8 +24,10 @@ from ptycho_api.atomic import atomic_write_text
 from ptycho_api.backend import TrainingHistory
 from ptycho_api.container import PtychoDataContainer
 from ptycho_api.schedule import SCHEDULE
-from ptycho_torch.losses import total_loss
+from ptycho_api.supervised import SupervisedTargets
+from ptycho_torch.losses import supervised_loss, total_loss
 from ptycho_torch.model import PtychoPINN
+from ptycho_torch.sampling import EpochSeededSampler
 
 __all__ = [
     "KerasAdam",
@@ -83,13 +85,24 @@ class KerasAdam(torch.optim.Adam):
 
 
 class PtychoLightningModule(L.LightningModule):
-    """Trains a ``PtychoPINN`` with the loss of decision 9 and Adam(1e-3, eps 1e-7)."""
+    """Trains a ``PtychoPINN`` with the loss of decision 9 and Adam(1e-3, eps 1e-7).
 
-    def __init__(self, model: PtychoPINN, nll_weight: float = 1.0, mae_weight: float = 0.0) -> None:
+    ``model_type`` "supervised": ``ptycho_api.supervised``'s real-space loss instead, on batches
+    ``(s*X, offsets, amplitude target, phase target)`` (``make_dataloaders(targets=...)``).
+    """
+
+    def __init__(
+        self,
+        model: PtychoPINN,
+        nll_weight: float = 1.0,
+        mae_weight: float = 0.0,
+        model_type: str = "pinn",
+    ) -> None:
         super().__init__()
         self.model = model
         self.nll_weight = float(nll_weight)
         self.mae_weight = float(mae_weight)
+        self.supervised = model_type == "supervised"
 
     def forward(
         self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
@@ -97,14 +110,16 @@ class PtychoLightningModule(L.LightningModule):
         """The autoencoder's three outputs (B 7.1)."""
         return self.model(x_scaled, local_offsets)
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if self.supervised:
+            x_scaled, _, amplitude_target, phase_target = batch
+            amplitude, phase = self.model.object_heads(x_scaled)
+            return supervised_loss(amplitude, phase, amplitude_target, phase_target)
         x_scaled, offsets = batch
         _, pred_amp_scaled, _ = self(x_scaled, offsets)
         return total_loss(pred_amp_scaled, x_scaled, self.nll_weight, self.mae_weight)
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         """Loss of one batch; the epoch's ``loss`` is the sample-weighted mean (as Keras reports)."""
         loss = self._loss(batch)
         self.log(
@@ -118,7 +133,7 @@ class PtychoLightningModule(L.LightningModule):
         )
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         """Validation loss of one batch, averaged into ``val_loss``."""
         loss = self._loss(batch)
         self.log(
@@ -263,32 +278,33 @@ def make_dataloaders(
     batch_size: int,
     seed: int | None,
     num_workers: int = 0,
+    targets: SupervisedTargets | None = None,
 ) -> tuple[DataLoader, DataLoader | None]:
-    """Training and validation loaders of ``(s*X (B,N,N,C), local_offsets (B,1,2,C))`` float32.
+    """Training and validation loaders of ``(s*X (B,N,N,C), local_offsets (B,1,2,C))`` float32,
+    with ``targets`` (supervised mode) also its amplitude and phase ``(B,N,N,C)`` float32.
 
     Validation = the last groups in array order (none if ``B - int(0.95 B) == 0``); the training
-    loader reshuffles every epoch with a generator seeded by ``seed`` (None: nondeterministic).
+    loader reshuffles every epoch, epoch k's order a function of ``seed`` and k alone
+    (``EpochSeededSampler``, so a resumed run replays it; None: nondeterministic).
     """
     x_scaled = torch.from_numpy(container.X * np.float32(container.intensity_scale))
     offsets = torch.from_numpy(np.ascontiguousarray(container.local_offsets, dtype=np.float32))
+    tensors = [x_scaled, offsets]
+    if targets is not None:
+        tensors += [torch.from_numpy(targets.amplitude), torch.from_numpy(targets.phase)]
     n_train = SCHEDULE.n_train(len(container))
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
+    train_set = TensorDataset(*(t[:n_train] for t in tensors))
     train_loader = DataLoader(
-        TensorDataset(x_scaled[:n_train], offsets[:n_train]),
+        train_set,
         batch_size=batch_size,
-        shuffle=True,
-        generator=generator,
+        sampler=EpochSeededSampler(train_set, seed),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )
     val_loader = None
     if n_train < len(container):
         val_loader = DataLoader(
-            TensorDataset(x_scaled[n_train:], offsets[n_train:]),
+            TensorDataset(*(t[n_train:] for t in tensors)),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,

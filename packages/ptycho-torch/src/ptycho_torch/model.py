@@ -195,13 +195,25 @@ class PtychoPINN(nn.Module):
         out.update(self.decoder_phase.convs())
         return out
 
-    def object_patches(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, N, N, C)`` s*X (NHWC) -> real and imaginary object patches ``(B, K, N, N)`` each."""
+    def _decode(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, N, C)`` s*X (NHWC) -> decoder amplitude and phase ``(B, K, N, N)`` each."""
         z = x_scaled.permute(0, 3, 1, 2) / torch.exp(self.log_intensity_scale)
         for block in self.encoder:
             z = block(z)
-        amp = self.decoder_amp(z)
-        phase = self.decoder_phase(z)
+        return self.decoder_amp(z), self.decoder_phase(z)
+
+    def object_heads(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, N, C)`` s*X -> the decoders' amplitude and phase (radians) ``(B, N, N, K)``.
+
+        What supervised mode trains (``ptycho_api.supervised``); TF's ``object_patches`` layer
+        combines the same two tensors.
+        """
+        amp, phase = self._decode(x_scaled)
+        return amp.permute(0, 2, 3, 1), phase.permute(0, 2, 3, 1)
+
+    def object_patches(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, N, C)`` s*X (NHWC) -> real and imaginary object patches ``(B, K, N, N)`` each."""
+        amp, phase = self._decode(x_scaled)
         if not self.model_config.probe_big:
             # The reference forward model keeps only the centre box without probe_big
             # (a no-op with pad_object, whose decoder is already zero outside it).

@@ -3,8 +3,10 @@
 One ``LightningModule`` with automatic optimisation (Poisson NLL + MAE of decision 9), Adam,
 Keras-semantics ReduceLROnPlateau on the validation loss and EarlyStopping on the training loss,
 all with the numbers of ``ptycho_api.schedule.SCHEDULE``; ``ModelCheckpoint`` (last and best)
-and a CSV logger under the output directory. The training set is reshuffled every epoch by a
-seeded generator.
+and a CSV logger under the output directory. Checkpoints are written atomically and read back
+safely (``ptycho_torch.checkpoint_io``). The training set is reshuffled every epoch in an order
+fixed by the seed and the epoch (``ptycho_torch.sampling``), so a resumed run continues exactly
+as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from ptycho_api.config import TrainingConfig
 from ptycho_api.container import PtychoDataContainer
 from ptycho_api.errors import ConfigError
 from ptycho_api.schedule import SCHEDULE
+from ptycho_api.supervised import supervised_targets
+from ptycho_torch.checkpoint_io import (
+    AtomicCheckpointIO,
+    check_resume_checkpoint,
+    remove_stale_temporaries,
+)
 from ptycho_torch.config import ExecutionConfig
 from ptycho_torch.lightning_module import (
     HistoryCallback,
@@ -56,10 +64,18 @@ def make_optimizer(parameters: Any) -> torch.optim.Optimizer:
 
 
 def make_trainer(
-    model: PtychoPINN, nll_weight: float = 1.0, mae_weight: float = 0.0
+    model: PtychoPINN,
+    nll_weight: float = 1.0,
+    mae_weight: float = 0.0,
+    *,
+    model_type: str = "pinn",
 ) -> PtychoLightningModule:
-    """The ``LightningModule`` that trains ``model`` on the decision 9 loss (Lightning's ``fit`` drives it)."""
-    return PtychoLightningModule(model, nll_weight, mae_weight)
+    """The ``LightningModule`` that trains ``model`` (Lightning's ``fit`` drives it).
+
+    ``model_type`` "pinn": the decision 9 loss; "supervised": ``ptycho_api.supervised``'s
+    real-space loss (nll/mae weights unused).
+    """
+    return PtychoLightningModule(model, nll_weight, mae_weight, model_type)
 
 
 def schedule_callbacks(has_validation: bool) -> list[Callback]:
@@ -107,17 +123,27 @@ def train_model(
     """Fit ``model`` on ``train`` per ``config`` with Lightning; returns ``(history, trainer)``.
 
     ``extra_callbacks`` are added to the Trainer's (e.g. for profiling).
+    ``config.model.model_type`` "supervised" trains on ``ptycho_api.supervised``'s real-space
+    loss against the ground truth of ``train`` (``DataError`` without it).
     lambda and the probe become trained or constant per ``config``'s flags (decision 4).
     Checkpoints (``last.ckpt`` and the best by the monitored loss) go to
     ``<output_dir>/checkpoints``, CSV logs to ``<output_dir>/lightning_logs``.
+    ``execution.resume_from`` restores weights, optimiser, schedule and callback states and the
+    epoch; an empty, truncated, corrupt or other model's checkpoint raises ``BundleError`` before
+    training starts.
     """
     execution = (execution or ExecutionConfig()).validate()
     config.validate()
     seed_everything(config.seed)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    resume = _resume_path(execution, output_dir)
+    remove_stale_temporaries(output_dir / CHECKPOINT_DIR)
+    targets = (
+        supervised_targets(train, config.model) if config.model.model_type == "supervised" else None
+    )
     train_loader, val_loader = make_dataloaders(
-        train, config.batch_size, config.seed, execution.num_workers
+        train, config.batch_size, config.seed, execution.num_workers, targets=targets
     )
     monitor = SCHEDULE.plateau_monitor(val_loader is not None)
     history_cb = HistoryCallback(config.nepochs, output_dir / HISTORY_FILE, progress, should_stop)
@@ -140,7 +166,11 @@ def train_model(
     )
     if execution.compile:
         model.compile()
-    module = make_trainer(model, config.nll_weight, config.mae_weight)
+    module = make_trainer(
+        model, config.nll_weight, config.mae_weight, model_type=config.model.model_type
+    )
+    if resume is not None:
+        check_resume_checkpoint(resume, module.state_dict())
     trainer = L.Trainer(
         max_epochs=config.nepochs,
         accelerator=execution.accelerator,
@@ -149,6 +179,7 @@ def train_model(
         precision=execution.precision,
         deterministic=execution.deterministic,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(save_dir=str(output_dir), name="lightning_logs"),
         enable_progress_bar=(
             sys.stdout.isatty()
@@ -163,7 +194,7 @@ def train_model(
         module,
         train_dataloaders=train_loader,
         val_dataloaders=val_loader,
-        ckpt_path=_resume_path(execution, output_dir),
+        ckpt_path=resume,
     )
     history = history_cb.history
     if not history["loss"] and (output_dir / HISTORY_FILE).is_file():

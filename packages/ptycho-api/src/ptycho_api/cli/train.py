@@ -18,7 +18,8 @@ from ptycho_api.cli.outputs import (
     provenance_record,
     write_reconstruction,
 )
-from ptycho_api.config import TrainingConfig, load_config, save_config
+from ptycho_api.config import MODEL_TYPES, TrainingConfig, load_config, save_config
+from ptycho_api.plausibility import DATA_KINDS, amplitude_limit, check_raw
 from ptycho_api.plots import plot_training_history
 from ptycho_api.rawdata import RawData
 from ptycho_api.workflows import predict_patches, stitch_patches, train_cdi_model
@@ -40,6 +41,7 @@ OVERRIDES = {
     "gridsize": ("gridsize", "model"),
     "neighbor_count": ("neighbor_count", None),
     "n_filters_scale": ("n_filters_scale", "model"),
+    "model_type": ("model_type", "model"),
 }
 
 
@@ -104,6 +106,18 @@ def add_common_training(
     p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
 
 
+def add_data_kind(p: argparse.ArgumentParser) -> None:
+    """``--data-kind``: what the data files' patterns hold (shared by train and reconstruct)."""
+    p.add_argument(
+        "--data-kind",
+        choices=DATA_KINDS,
+        default="auto",
+        help="what the patterns hold: counts and intensities are square-rooted, amplitudes kept "
+        "as they are; auto: integers are counts, floats amplitudes, and float photon counts are "
+        "refused until stated (default auto)",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``train``."""
     p = sub.add_parser(
@@ -119,7 +133,15 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument(
         "--test-data", type=Path, help="test NPZ: reconstructed and evaluated after training"
     )
+    add_data_kind(p)
     add_common_training(p, TrainingConfig())
+    p.add_argument(
+        "--model-type",
+        choices=MODEL_TYPES,
+        help="model.model_type: pinn trains through the physics (no labels); supervised trains "
+        "the same network against the ground truth ('Y' or 'objectGuess' in --train-data) "
+        f"(default {TrainingConfig().model.model_type})",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -190,6 +212,7 @@ def train_and_report(
             M,
             ground_truth=truth,
             title=f"reconstruction ({impl.name})",
+            amplitude_max=amplitude_limit(config.model.amp_activation),
         )
         results["outputs"] = written
         echo(f"reconstruction: {written['npz']}, {written['png']}")
@@ -214,8 +237,12 @@ def run(args: argparse.Namespace) -> int:
     )
     prepare_output_dir(Path(config.output_dir))
     announce("train", args, config)
-    train_raw = RawData.from_file(args.train_data)
-    test_raw = RawData.from_file(args.test_data) if args.test_data else None
+    train_raw = check_raw(RawData.from_file(args.train_data, data_kind=args.data_kind))
+    test_raw = (
+        check_raw(RawData.from_file(args.test_data, data_kind=args.data_kind))
+        if args.test_data
+        else None
+    )
     width = int(train_raw.diff3d.shape[1])
     if config.model.N != width:
         # As Ptychodus does: the patch size is the data's pattern width.

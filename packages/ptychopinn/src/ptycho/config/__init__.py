@@ -1,0 +1,1 @@
+"""Configuration dataclasses under the original module path ``ptycho.config.config``."""

@@ -1,0 +1,1 @@
+"""Workflow entry points under the original module path ``ptycho.workflows.components``."""
