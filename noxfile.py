@@ -6,6 +6,7 @@ Run everything with ``nox``; one session with ``nox -s tf``; reuse venvs locally
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -53,8 +54,15 @@ nox.options.sessions = [
 nox.options.error_on_missing_interpreters = True
 
 
+# pip byte-compiles every module of every wheel it installs (TensorFlow and torch: tens of
+# thousands), half of an install's time; with --no-compile Python compiles only the modules a
+# session imports, once, provided it may write the .pyc files, which PYTHONDONTWRITEBYTECODE
+# (set on some machines) forbids: without them every child process would recompile TensorFlow.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def _install(session: nox.Session, *specs: str) -> None:
-    session.install("-c", CONSTRAINTS, *specs)
+    session.install("--no-compile", "-c", CONSTRAINTS, *specs)
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -134,8 +142,10 @@ def parity(session: nox.Session) -> None:
 def ptychodus(session: nox.Session, backend: str) -> None:
     """Ptychodus 1.7.0 drives PtychoPINN through `ptychopinn`, with only one backend installed."""
     _install(session, "--no-deps", "ptychodus==1.7.0")
-    _install(session, *PTYCHODUS_DEPS)
-    _install(session, API, BUNDLE, BACKEND_PACKAGES[backend], f"{PTYCHOPINN}[test]")
+    # One resolver run for Ptychodus's dependencies and ours (each pip call costs seconds).
+    _install(
+        session, *PTYCHODUS_DEPS, API, BUNDLE, BACKEND_PACKAGES[backend], f"{PTYCHOPINN}[test]"
+    )
     session.run(
         "python",
         "-m",
@@ -150,6 +160,11 @@ def ptychodus(session: nox.Session, backend: str) -> None:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONHASHSEED": "0",
             "PTYCHO_EXPECT_BACKEND": backend,
+            # What is quickest on a 2-core machine (tests-ptychodus/conftest.py has the figures).
+            "PTYCHODUS_CONCURRENT_TRAINING": "1" if backend == "tensorflow" else "0",
+            # libgomp's own default: ptycho_torch's lower spin count serves a loaded machine,
+            # and costs this session's batch-4 trainings about 20 % on an idle one.
+            "GOMP_SPINCOUNT": "300000",
         },
     )
 

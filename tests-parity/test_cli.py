@@ -179,6 +179,10 @@ def test_reconstruct_with_the_other_backend(workdir, trained, own_reconstruction
         cwd=workdir,
     )
     assert res.returncode == 0 and "ssim" in res.stdout
+    # The simulated object here has zero phase: its phase is not scored (issue 16).
+    ssim_row = next(line for line in res.stdout.splitlines() if line.startswith("ssim "))
+    assert ssim_row.split()[-1] == "n/a", res.stdout
+    assert "the ground truth has no phase structure" in res.stdout
 
 
 @pytest.mark.parametrize("writer", BACKENDS)
@@ -274,6 +278,15 @@ def test_demo_runs_end_to_end(workdir, backend):
     assert "GPU available" not in res.stderr and "Tip:" not in res.stderr, res.stderr
     assert "it/s" not in res.stdout, res.stdout
     assert (workdir / f"demo-{backend}" / "reconstruction.png").is_file()
+    # Issue 16: the demo's object has phase to score, and the untrained network (same seed) is
+    # printed beside the trained one and kept in metrics_untrained.json.
+    header = next(line for line in res.stdout.splitlines() if line.startswith("metric "))
+    assert header.split() == ["metric", "amplitude", "(untrained)", "phase", "(untrained)"]
+    assert "n/a" not in res.stdout
+    untrained = json.loads((workdir / f"demo-{backend}" / "metrics_untrained.json").read_text())
+    trained = json.loads((workdir / f"demo-{backend}" / "metrics.json").read_text())
+    assert set(untrained) == set(trained)
+    assert untrained["ssim"] != trained["ssim"]  # one epoch moved the network
 
 
 def test_corrupt_archive_and_bad_data_exit_2(workdir, trained):

@@ -15,6 +15,11 @@ from ptychodus_scan import Scan, make_scan  # noqa: E402
 
 # The backend the session installed (nox sets it); the tests check that it is the one used.
 EXPECTED_BACKEND = os.environ.get("PTYCHO_EXPECT_BACKEND")
+# Train PINN and Supervised at the same time (nox sets it per backend: measured on 2 cores,
+# TensorFlow's batch-4 steps leave a core idle, so two trainings at once take 204 s of session
+# instead of 288 s; PyTorch's OpenMP threads fill both cores, and two at once took 343 s
+# instead of 251 s).
+CONCURRENT_TRAINING = os.environ.get("PTYCHODUS_CONCURRENT_TRAINING") == "1"
 
 # Sizes: enough optimisation steps (5 epochs x 512 patterns, batch 4: 640 steps) for the
 # network to learn the density of lines, small enough for a CPU session within minutes.

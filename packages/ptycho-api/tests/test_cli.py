@@ -202,3 +202,18 @@ def test_simulate_grid_rejects_an_object_file(tmp_path, pair):
     assert res.returncode == 2
     assert "--scan grid: expected a built-in --object" in res.stderr
     assert not (tmp_path / "g.npz").exists()
+
+
+@pytest.mark.parametrize("command", [["backends"], ["--help"], ["simulate", "--help"]])
+def test_a_reader_that_left_is_not_an_error(tmp_path, command):
+    """``ptycho backends | head -1`` (issue 17): the reader is gone before the first write."""
+    exe = shutil.which("ptycho", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "ptycho_api.cli.main"]
+    env = {k: v for k, v in os.environ.items() if k != "PTYCHO_BACKEND"}
+    proc = subprocess.Popen(
+        [*cmd, *command], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    proc.stdout.close()  # no reader: the first write fails with EPIPE
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert b"BrokenPipeError" not in err and b"Traceback" not in err, err.decode()

@@ -93,3 +93,19 @@ def test_each_given_pattern_applies_and_a_broken_one_is_ignored():
     )
     assert res.returncode == 0, res.stderr
     assert res.stderr.splitlines() == ["keep noise x", "(unclosed"]
+
+
+def test_metrics_table_marks_unscored_phase_and_shows_the_untrained_baseline() -> None:
+    from ptycho_api.cli.console import format_metrics_table
+
+    metrics = {"ssim": (0.5, 0.9), "frc": ([1.0], [1.0])}
+    untrained = {"ssim": (0.25, 0.95), "frc": ([1.0], [1.0])}
+    plain = format_metrics_table(metrics).splitlines()
+    assert plain[0].split() == ["metric", "amplitude", "phase"]
+    assert plain[2].split() == ["ssim", "0.5", "0.9"] and len(plain) == 3
+    flat = format_metrics_table(metrics, phase=False).splitlines()
+    assert flat[2].split() == ["ssim", "0.5", "n/a"]
+    assert "ground truth has no phase" in flat[-1]
+    both = format_metrics_table(metrics, baseline=untrained).splitlines()
+    assert both[0].split() == ["metric", "amplitude", "(untrained)", "phase", "(untrained)"]
+    assert both[2].split() == ["ssim", "0.5", "0.25", "0.9", "0.95"]

@@ -158,3 +158,24 @@ def test_align_for_evaluation_handles_a_fractional_mean() -> None:
     assert eval_reconstruction(recon, truth)["ssim"][0] > 0.95
     with pytest.raises(DataError, match="stitched image of"):
         align_for_evaluation(stitched[1:], obj, positions, M=20)
+
+
+def test_phase_structure_is_told_from_a_flat_or_tilted_phase() -> None:
+    """Issue 16: a zero-phase truth scores any flat phase as perfect, so its phase is not scored.
+
+    A pure tilt (removed by the plane fit before scoring) is no structure either; the demo's
+    phase (``set_phi``, about 1 rad) is. Threshold ``PHASE_FLAT_RAD`` (1e-3 rad) sits between
+    float32 round-off of a plane (< 1e-5 rad) and any phase a detector could measure.
+    """
+    from ptycho_api.metrics import PHASE_FLAT_RAD, has_phase_structure
+    from ptycho_api.objects import make_object
+
+    amplitude = lines_object(64, np.random.default_rng(0))
+    rows, cols = np.mgrid[0:64, 0:64]
+    assert not has_phase_structure(amplitude.astype(np.complex64))
+    tilted = amplitude * np.exp(1j * (0.01 * rows - 0.02 * cols))
+    assert not has_phase_structure(tilted.astype(np.complex64))
+    demo = make_object("lines", 64, np.random.default_rng(0), set_phi=True)
+    assert has_phase_structure(demo)
+    bump = amplitude * np.exp(1j * 10 * PHASE_FLAT_RAD * (rows == 32))
+    assert has_phase_structure(bump.astype(np.complex64))

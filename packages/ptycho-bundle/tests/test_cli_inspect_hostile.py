@@ -133,3 +133,45 @@ def test_pipe_into_head(tmp_path: Path) -> None:
     _, err = writer.communicate(timeout=TIMEOUT_S)
     assert head.stdout.startswith("ptycho inspect | ")
     assert writer.returncode == 0 and err == b"", err
+
+
+def _address_space_2gib() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_weights_declaring_gigabytes_exit_2_under_a_2_gib_limit(
+    archive: Path, tmp_path: Path
+) -> None:
+    """Issue 17: a 7 KB weights.h5 declaring 1.86 GiB (checksums re-signed) ended in MemoryError."""
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        h5.create_dataset("a", shape=(1900 * 2**20,), dtype="u1")  # never written
+    (tmp_path / "m").mkdir()
+    path = rebuild(
+        archive, tmp_path / "m" / "wts.h5.zip", replace={"weights.h5": buffer.getvalue()}
+    )
+    res = subprocess.run(
+        [*_command(), "inspect", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        preexec_fn=_address_space_2gib,
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "unwritten or forged" in res.stderr, res.stderr
+
+
+def test_a_fifo_is_named_as_not_an_archive(tmp_path: Path) -> None:
+    """A FIFO is neither read (it would block) nor called missing (it exists)."""
+    fifo = tmp_path / "wts.h5.zip"
+    os.mkfifo(fifo)
+    res = ptycho("inspect", str(fifo), cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "found something else (a pipe, socket or device)" in res.stderr, res.stderr

@@ -260,6 +260,29 @@ def test_hostile_weights_h5(tmp_path: Path, archive: Path, build, match: str | N
     _assert_rejected(path, "'weights.h5'", match, limits=BundleLimits(max_member_size=MiB))
 
 
+@pytest.mark.parametrize(
+    ("build", "stored"),
+    [
+        # 1.5 GiB declared, never written: a few KB of file (issue 17: 1.86 GiB, MemoryError).
+        (lambda h5: h5.create_dataset("a", shape=(3 * 2**28,), dtype="u1"), "found 0 stored"),
+        # 64 MiB of zeros, gzip-compressed some 1,000-fold: beyond max_ratio (200).
+        (
+            lambda h5: h5.create_dataset(
+                "a", data=np.zeros(2**26, np.uint8), chunks=(2**20,), compression="gzip"
+            ),
+            "(compressed)",
+        ),
+    ],
+)
+def test_weights_declaring_more_than_they_store(
+    tmp_path: Path, archive: Path, build, stored: str
+) -> None:
+    data = _h5_bytes(build)
+    assert len(data) < MiB
+    path = rebuild(archive, tmp_path / "t.zip", replace={"weights.h5": data})
+    _assert_rejected(path, "'weights.h5'", "dataset 'a' declares", stored, "unwritten or forged")
+
+
 def test_extracted_layout_refuses_symlinks(tmp_path: Path, archive: Path) -> None:
     layout = tmp_path / "layout"
     with zipfile.ZipFile(archive) as zf:

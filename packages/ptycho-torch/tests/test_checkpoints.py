@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -200,12 +202,28 @@ FULL_DISK_SCRIPT = textwrap.dedent(
     # Files may not grow past 1 MiB: a 4 MiB checkpoint fails part-way, as on a full disk.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    from ptycho_api.errors import OutputError
+
     try:
         AtomicCheckpointIO().save_checkpoint({"w": torch.ones(1 << 20)}, sys.argv[1])
-    except (OSError, RuntimeError) as exc:  # torch reports the failed write as RuntimeError
-        print("WRITE FAILED", type(exc).__name__)
+    except OutputError as exc:  # exit 2 from the CLI; torch itself raised RuntimeError
+        print("WRITE FAILED", exc)
     """
 )
+
+
+def _run_script(script: Path, text: str, *args: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``text`` as the Python script ``script`` in a child; it must exit 0."""
+    script.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE semantics")
@@ -213,17 +231,8 @@ def test_a_write_that_fails_part_way_keeps_the_previous_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"w": torch.arange(4.0)}, path)
     before = path.read_bytes()
-    script = tmp_path / "full_disk.py"
-    script.write_text(FULL_DISK_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "WRITE FAILED" in proc.stdout
+    proc = _run_script(tmp_path / "full_disk.py", FULL_DISK_SCRIPT, path)
+    assert "WRITE FAILED" in proc.stdout and "is the disk full?" in proc.stdout, proc.stdout
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full_disk.py", "last.ckpt"]
 
@@ -338,3 +347,46 @@ def test_stale_temporaries_of_a_killed_write_are_removed_on_resume(one_epoch, tm
     history, _ = train_model(model, container, config, execution=replace(CPU, resume_from="last"))
     assert len(history["loss"]) == 2
     assert not stale.exists()
+
+
+class _Bomb:
+    """Unpickles to ``bytearray(3 GiB)``: a builtin that ``weights_only`` loading allows."""
+
+    def __reduce__(self) -> tuple:
+        return (bytearray, (3 << 30,))
+
+
+BOMB_SCRIPT = textwrap.dedent(
+    """
+    import resource
+    import sys
+
+    # The issue's contract: 2 GiB of address space (torch imports in about 1 GiB of it).
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    from ptycho_api.errors import BundleError
+    from ptycho_torch.checkpoint_io import read_checkpoint
+
+    try:
+        read_checkpoint(sys.argv[1])
+    except BundleError as exc:
+        print("REFUSED", exc)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS semantics")
+def test_a_checkpoint_that_allocates_gigabytes_is_a_bundle_error(tmp_path):
+    """A checkpoint of a few hundred bytes whose pickle builds a 3 GiB bytearray (issue 17)."""
+    buffer = io.BytesIO()
+    torch.save({"epoch": 0}, buffer)
+    with zipfile.ZipFile(buffer) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    pickled = next(name for name in members if name.endswith("/data.pkl"))
+    members[pickled] = pickle.dumps(_Bomb(), protocol=2)
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert bomb.stat().st_size < 4096
+    proc = _run_script(tmp_path / "bomb.py", BOMB_SCRIPT, bomb)
+    assert "REFUSED" in proc.stdout and "bomb.ckpt" in proc.stdout, proc.stdout

@@ -22,7 +22,7 @@ import numpy as np
 
 from ptycho_api.errors import DataError
 from ptycho_api.plausibility import resolve_data_kind
-from ptycho_api.rawdata import MAX_LOAD_BYTES_ENV, RawData, load_budget
+from ptycho_api.rawdata import MAX_LOAD_BYTES_ENV, RawData, load_budget, memory_limit_note
 
 __all__ = [
     "HDF5_EXTRA",
@@ -110,6 +110,24 @@ def _dataset(h5: Any, path: Path, key: str, h5py: ModuleType) -> Any:
     return node
 
 
+def _check_stored(node: Any, path: Path, key: str, nbytes: int) -> None:
+    """Refuse a dataset whose file holds none, or (uncompressed) only part, of the bytes it declares.
+
+    Chunks never written read back as the fill value: a scan cut short, or a tiny file that
+    declares gigabytes. Virtual and external datasets keep their bytes elsewhere and pass.
+    """
+    if nbytes == 0 or node.is_virtual or node.external:
+        return
+    stored = node.id.get_storage_size()
+    filtered = node.id.get_create_plist().get_nfilters() > 0
+    if stored == 0 or (not filtered and stored < nbytes):
+        raise DataError(
+            f"{path}: dataset '{key}': expected the {nbytes:,} bytes its shape {node.shape} "
+            f"{node.dtype} declares; found {stored:,} bytes written in the file (an unallocated "
+            "or incomplete dataset, whose missing frames would read as fill values)"
+        )
+
+
 def read_hdf5_scan(
     path: str | os.PathLike[str],
     *,
@@ -176,7 +194,19 @@ def read_hdf5_scan(
                     f"{sum(sizes.values()):,} bytes declared, {sizes[role]:,} of them for "
                     f"shape {node.shape} {node.dtype}"
                 )
-            arrays = {role: node[()] for role, node in nodes.items()}
+            for role, node in nodes.items():
+                _check_stored(node, path, keys[role], sizes[role])
+            arrays = {}
+            for role, node in nodes.items():
+                try:
+                    arrays[role] = node[()]
+                except MemoryError:
+                    arrays.clear()
+                    raise DataError(
+                        f"{path}: dataset '{keys[role]}': expected a dataset that fits in this "
+                        f"process's memory; found {sizes[role]:,} bytes (shape {node.shape} "
+                        f"{node.dtype}) that could not be allocated{memory_limit_note()}"
+                    ) from None
     except OSError as exc:
         raise DataError(
             f"{path}: expected a readable HDF5 file; found an unreadable or damaged one ({exc})"

@@ -23,6 +23,7 @@ from ptycho_api.stitching import stitch_geometry
 __all__ = [
     "eval_reconstruction",
     "align_for_evaluation",
+    "has_phase_structure",
     "match_amplitude",
     "remove_phase_plane",
     "psnr",
@@ -37,6 +38,10 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """Per-level exponents of the simplified MS-SSIM (B 12)."""
 
 _DBL_EPSILON = float(np.finfo(np.float64).eps)
+
+PHASE_FLAT_RAD = 1e-3
+"""A ground truth whose phase varies by less than this (radians, after removing its plane) has
+no phase structure: any flat reconstructed phase would score as perfect against it."""
 
 
 def _as_image(array: np.ndarray, name: str) -> np.ndarray:
@@ -230,6 +235,12 @@ def eval_reconstruction(
         "frc1over7": pair(frc_crossing(curves[0], 1 / 7), frc_crossing(curves[1], 1 / 7)),
         "frc": (curves[0].tolist(), curves[1].tolist()),
     }
+
+
+def has_phase_structure(ground_truth: np.ndarray, method: str = "plane") -> bool:
+    """Whether a complex ``(H, W)`` ground truth has phase to score (range > ``PHASE_FLAT_RAD``)."""
+    phase = remove_phase_plane(np.angle(_as_image(ground_truth, "ground_truth")), method)
+    return bool(np.ptp(phase) > PHASE_FLAT_RAD)
 
 
 def align_for_evaluation(

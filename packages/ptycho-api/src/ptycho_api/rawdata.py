@@ -34,6 +34,7 @@ __all__ = [
     "MIN_PATTERN_SIZE",
     "MAX_COORDINATE",
     "load_budget",
+    "memory_limit_note",
     "open_npz",
     "read_members",
 ]
@@ -569,6 +570,11 @@ def open_npz(path: str | os.PathLike[str]) -> Iterator[np.lib.npyio.NpzFile]:
         yield npz
 
 
+_MAX_EXPANSION = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: 1032}
+"""Most bytes one stored byte can yield, per zip compression method (deflate's limit is 1032:1);
+other methods (bzip2, lzma) are left to the load budget."""
+
+
 class _Declared(NamedTuple):
     """What a member's .npy header declares."""
 
@@ -582,6 +588,15 @@ def _declared(npz: np.lib.npyio.NpzFile, path: Path, key: str) -> _Declared:
     """Read ``key``'s .npy header (not its data) and check it against the zip member's size."""
     name = f"{key}.npy" if f"{key}.npy" in npz.zip.namelist() else key
     info = npz.zip.getinfo(name)
+    expandable = _MAX_EXPANSION.get(info.compress_type)
+    if expandable is not None and info.file_size > expandable * info.compress_size + 1024:
+        # The central directory's size can be edited at will; the compressed bytes bound what
+        # the member can really hold (deflate expands at most ~1,032-fold).
+        raise DataError(
+            f"{path}: key '{key}': expected an archive member of at most "
+            f"{expandable * info.compress_size + 1024:,} bytes from its {info.compress_size:,} "
+            f"stored bytes; found {info.file_size:,} declared (a damaged or forged zip entry)"
+        )
     try:
         with npz.zip.open(info) as fp:
             shape, dtype = _npy_header(fp)
@@ -643,7 +658,27 @@ def read_members(
                 f"{path}: key '{key}': expected a plain numeric array; "
                 f"found an unreadable member ({exc})"
             ) from exc
+        except MemoryError:
+            arrays.clear()
+            raise DataError(
+                f"{path}: key '{key}': expected an array that fits in this process's memory; "
+                f"found {declared[key].nbytes:,} bytes (shape {declared[key].shape} "
+                f"{declared[key].dtype}) that could not be allocated{memory_limit_note()}"
+            ) from None
     return arrays
+
+
+def memory_limit_note() -> str:
+    """``"; address space limited to X GiB"`` when an ``RLIMIT_AS`` applies, else ``""``."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return ""
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return f" (address space limited to {soft / 2**30:.3g} GiB)"
 
 
 def _read_metadata(raw: np.ndarray | None, path: Path) -> dict[str, Any] | None:

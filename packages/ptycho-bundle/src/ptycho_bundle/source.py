@@ -263,6 +263,11 @@ def _locate(p: Path) -> Path:
     legacy = p.with_name(p.name + ".zip")
     if p.suffix.lower() == ".h5" and legacy.is_file():
         return legacy
+    if p.exists():
+        raise BundleError(
+            f"{p}: expected a model archive (a regular file) or a directory; found something "
+            "else (a pipe, socket or device)"
+        )
     raise BundleError(f"{p}: no such model archive or directory")
 
 

@@ -71,6 +71,27 @@ def _read_dataset(dataset: h5py.Dataset, name: str, where: str) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
+def _check_stored(
+    dataset: h5py.Dataset, name: str, where: str, nbytes: int, limits: BundleLimits
+) -> None:
+    """Refuse a dataset that declares more bytes than the file stores for it (or can inflate to).
+
+    Weights are written uncompressed, so a dataset's stored size equals its declared size; one
+    never written (fill values) or compressed beyond ``limits.max_ratio`` is a forged file of a
+    few KB asking for gigabytes.
+    """
+    if nbytes == 0 or dataset.external or dataset.is_virtual:
+        return  # external and virtual storage are refused by _read_dataset
+    stored = dataset.id.get_storage_size()
+    filtered = dataset.id.get_create_plist().get_nfilters() > 0
+    most = stored * limits.max_ratio if filtered else stored
+    if nbytes > most:
+        raise BundleError(
+            f"{where}: dataset {name!r} declares {nbytes:,} bytes; found {stored:,} stored"
+            f"{' (compressed)' if filtered else ''}: an unwritten or forged dataset"
+        )
+
+
 def _open_image(data: bytes) -> h5py.File:
     """Open HDF5 bytes read-only as an in-memory file image (core driver, no backing file, no Python I/O callbacks)."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
@@ -113,7 +134,15 @@ def weights_from_h5(data: bytes, *, where: str, limits: BundleLimits) -> dict[st
                         f"{where}: dataset {name!r} declares {nbytes} bytes; over the limits "
                         f"(max_member_size {limits.max_member_size}, max_total_size {limits.max_total_size})"
                     )
-                weights[name] = _read_dataset(obj, name, where)
+                _check_stored(obj, name, where, nbytes, limits)
+                try:
+                    weights[name] = _read_dataset(obj, name, where)
+                except MemoryError:
+                    weights.clear()
+                    raise BundleError(
+                        f"{where}: dataset {name!r}: {nbytes:,} bytes declared could not be "
+                        "allocated in this process's memory"
+                    ) from None
     except _H5_ERRORS as exc:
         raise BundleError(
             f"{where}: not a readable HDF5 weights file ({type(exc).__name__}: {exc})"

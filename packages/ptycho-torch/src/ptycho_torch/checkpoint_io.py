@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ptycho_api.atomic import atomic_path
-from ptycho_api.errors import BundleError
+from ptycho_api.errors import BundleError, OutputError
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -86,6 +86,12 @@ def read_checkpoint(
             f"checkpoint {str(path)!r} ({size} bytes): not a readable PyTorch checkpoint, "
             f"truncated or corrupt ({_one_line(exc)})"
         ) from None
+    except MemoryError:
+        # weights_only still builds plain containers and byte arrays of any declared size.
+        raise BundleError(
+            f"checkpoint {str(path)!r} ({size} bytes): asks for more memory than this process "
+            "may use; a corrupt or forged checkpoint"
+        ) from None
     if not isinstance(checkpoint, dict):
         raise BundleError(
             f"checkpoint {str(path)!r}: expected a Lightning checkpoint (a dict); "
@@ -136,6 +142,10 @@ def remove_stale_temporaries(directory: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_WRITER_FAILURES = ("inline_container", "PytorchStreamWriter")
+"""Marks of torch's zip writer in the RuntimeError it raises when a write fails."""
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` that writes atomically in the destination directory and reads safely."""
 
@@ -145,8 +155,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Write ``checkpoint`` to a temporary file beside ``path``, fsync, rename onto ``path``."""
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
-        with atomic_path(path, suffix=_TMP_SUFFIX) as tmp, open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
+        try:
+            with atomic_path(path, suffix=_TMP_SUFFIX) as tmp, open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+        except RuntimeError as exc:
+            # torch's zip writer reports a failed write (a full disk, a quota) as RuntimeError
+            # ("[enforce fail at inline_container.cc] unexpected pos ..."); atomic_path has
+            # already removed the partial file. Other RuntimeErrors are not about the disk.
+            if not any(mark in str(exc) for mark in _WRITER_FAILURES):
+                raise
+            raise OutputError(
+                f"{path}: could not write the checkpoint ({_one_line(exc)}); is the disk full?"
+            ) from None
         logger.debug("saved checkpoint %s", path)
 
     def load_checkpoint(

@@ -223,14 +223,39 @@ def write_history(directory: Path, history: Mapping[str, Sequence[float]]) -> tu
     )
 
 
-def format_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """A fixed-width table of (amplitude, phase) metric pairs; curves are left out."""
+def format_metrics_table(
+    metrics: Mapping[str, Any],
+    *,
+    phase: bool = True,
+    baseline: Mapping[str, Any] | None = None,
+) -> str:
+    """A fixed-width table of (amplitude, phase) metric pairs; curves are left out.
+
+    ``phase`` False marks the phase column "n/a" (a ground truth without phase structure scores
+    any flat phase as perfect); ``baseline`` adds the untrained network's figures beside each.
+    """
     rows = [
         (k, v)
         for k, v in metrics.items()
         if isinstance(v, list | tuple) and len(v) == 2 and not isinstance(v[0], list | tuple)
     ]
-    lines = [f"{'metric':<10} {'amplitude':>12} {'phase':>12}", "-" * 36]
-    for name, (amp, phase) in rows:
-        lines.append(f"{name:<10} {float(amp):>12.5g} {float(phase):>12.5g}")
+    if baseline is None:
+        lines = [f"{'metric':<10} {'amplitude':>12} {'phase':>12}", "-" * 36]
+    else:
+        lines = [
+            f"{'metric':<10} {'amplitude':>12} {'(untrained)':>12} {'phase':>12} {'(untrained)':>12}",
+            "-" * 62,
+        ]
+    for name, (amp, ph) in rows:
+        phase_text = f"{float(ph):>12.5g}" if phase else f"{'n/a':>12}"
+        if baseline is None:
+            lines.append(f"{name:<10} {float(amp):>12.5g} {phase_text}")
+            continue
+        amp0, ph0 = baseline[name]
+        phase0_text = f"{float(ph0):>12.5g}" if phase else f"{'n/a':>12}"
+        lines.append(
+            f"{name:<10} {float(amp):>12.5g} {float(amp0):>12.5g} {phase_text} {phase0_text}"
+        )
+    if not phase:
+        lines.append("phase: not scored; the ground truth has no phase structure")
     return "\n".join(lines)

@@ -45,8 +45,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "demo",
         parents=[common],
         help="simulate, train and reconstruct on built-in data (a few minutes)",
-        description="Runs the whole path on a simulated 'lines' object: simulate a train/test "
-        "pair, train, reconstruct the test scan, print metrics and the paths of the figures.",
+        description="Runs the whole path on a simulated 'lines' object with phase structure: "
+        "simulate a train/test pair, train, reconstruct the test scan, print its metrics beside "
+        "the untrained network's (same seed) and the paths of the figures.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -96,6 +97,7 @@ def _simulate_train_report(args: argparse.Namespace, config: TrainingConfig, out
         nphotons=config.nphotons,
         seed=config.seed if config.seed is not None else 7,
         probe=builtin_probe(args.probe, config.model.N),
+        set_phi=True,
     )
     config.train_data_file, config.test_data_file = train_path.resolve(), test_path.resolve()
     echo(f"[2/3] training for {config.nepochs} epoch{'s' if config.nepochs != 1 else ''} ...")
@@ -106,6 +108,7 @@ def _simulate_train_report(args: argparse.Namespace, config: TrainingConfig, out
         M=args.M,
         command=args.command_line,
         backend=args.backend,
+        baseline=True,
     )
     echo("[3/3] done.")
     written = results.get("outputs", {})

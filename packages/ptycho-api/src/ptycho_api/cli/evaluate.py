@@ -10,6 +10,7 @@ import numpy as np
 from ptycho_api.cli.console import echo, format_metrics_table, header, write_json
 from ptycho_api.cli.outputs import RECONSTRUCTION_NPZ, evaluate_against, output_errors
 from ptycho_api.errors import DataError
+from ptycho_api.metrics import has_phase_structure
 from ptycho_api.rawdata import RawData, open_npz, read_members
 
 EXAMPLE = """example:
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     truth = RawData.from_file(args.ground_truth).objectGuess
     if truth is None:
         raise DataError(f"{args.ground_truth}: missing key 'objectGuess' (the ground-truth object)")
-    metrics, _, _ = evaluate_against(image, truth, offsets, M)
-    echo(format_metrics_table(metrics))
+    metrics, _, aligned_truth = evaluate_against(image, truth, offsets, M)
+    echo(format_metrics_table(metrics, phase=has_phase_structure(aligned_truth)))
     target = args.output or args.reconstruction.with_name("metrics.json")
     with output_errors(target.parent):
         echo(f"metrics: {write_json(target, metrics)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from ptycho_api.cli import (
 )
 from ptycho_api.cli.console import configure_logging, echo, quiet_framework_start
 from ptycho_api.errors import PtychoError
+from ptycho_api.rawdata import memory_limit_note
 
 __all__ = ["main", "build_parser"]
 
@@ -145,6 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         echo(f"ptycho {args.command}: interrupted", err=True)
         return 130
+    except BrokenPipeError:
+        # The reader left (``ptycho backends | head -1``): what it wanted was read. The
+        # interpreter's last flush goes to /dev/null instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+    except MemoryError:
+        if args.verbose:
+            traceback.print_exc()
+        echo(
+            f"ptycho {args.command}: error: out of memory: the inputs need more memory than this "
+            f"process may use{memory_limit_note()}; use a smaller input or more memory",
+            err=True,
+        )
+        return EXIT_USAGE
     except Exception as exc:
         if args.verbose:
             traceback.print_exc()

@@ -20,7 +20,7 @@ from ptycho_api.atomic import atomic_path
 from ptycho_api.cli.console import package_versions, write_json
 from ptycho_api.config import TrainingConfig
 from ptycho_api.errors import OutputError
-from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
+from ptycho_api.metrics import align_for_evaluation, eval_reconstruction, has_phase_structure
 from ptycho_api.plausibility import check_reconstruction
 from ptycho_api.plots import plot_reconstruction
 from ptycho_api.stitching import reassemble_position
@@ -36,12 +36,14 @@ __all__ = [
     "RECONSTRUCT_RUN_FILES",
     "output_errors",
     "PROVENANCE_JSON",
+    "UNTRAINED_METRICS_JSON",
     "file_record",
     "provenance_record",
 ]
 
 RECONSTRUCTION_NPZ = "reconstruction.npz"
 PROVENANCE_JSON = "provenance.json"
+UNTRAINED_METRICS_JSON = "metrics_untrained.json"
 
 RECONSTRUCT_RUN_FILES = (RECONSTRUCTION_NPZ, "reconstruction.png", "metrics.json")
 """What ``ptycho reconstruct`` writes: a previous run's copies are refused, or removed by --overwrite."""
@@ -53,6 +55,7 @@ TRAIN_RUN_FILES = (
     "history.json",
     "history.csv",
     "loss.png",
+    UNTRAINED_METRICS_JSON,
     *RECONSTRUCT_RUN_FILES,
 )
 """What a training run leaves that a second run would mix with its own (archive, checkpoints,
@@ -193,6 +196,7 @@ def write_reconstruction(
     if ground_truth is not None:
         metrics, crop, truth = evaluate_against(image, ground_truth, global_offsets, M)
         out["metrics"] = metrics
+        out["truth_has_phase"] = has_phase_structure(truth)
         out["metrics_json"] = write_json(directory / "metrics.json", metrics)
         out["png"] = plot_reconstruction(
             directory / "reconstruction.png",

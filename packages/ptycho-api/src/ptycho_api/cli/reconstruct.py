@@ -137,6 +137,6 @@ def run(args: argparse.Namespace) -> int:
     echo(f"reconstruction: {written['npz']}")
     echo(f"figure:         {written['png']}")
     if "metrics" in written:
-        echo(format_metrics_table(written["metrics"]))
+        echo(format_metrics_table(written["metrics"], phase=written["truth_has_phase"]))
         echo(f"metrics:        {written['metrics_json']}")
     return 0

@@ -8,11 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history, write_json
 from ptycho_api.cli.outputs import (
     PROVENANCE_JSON,
     TRAIN_RUN_FILES,
+    UNTRAINED_METRICS_JSON,
     claim_output_dir,
+    evaluate_against,
     output_errors,
     prepare_output_dir,
     provenance_record,
@@ -174,11 +178,14 @@ def train_and_report(
     M: int,
     command: Sequence[str],
     backend: str | None = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """Train, write every output into ``config.output_dir``, print where they are.
 
     ``command`` (the command line) and the data files named in ``config`` go into
-    ``provenance.json`` beside ``config.yaml``.
+    ``provenance.json`` beside ``config.yaml``. With ``baseline`` and ground truth, the untrained
+    network (same seed) is scored too, printed beside the trained one and written to
+    ``metrics_untrained.json``: what training gained, not just where it ended.
     """
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,9 +224,38 @@ def train_and_report(
         results["outputs"] = written
         echo(f"reconstruction: {written['npz']}, {written['png']}")
         if "metrics" in written:
-            echo(format_metrics_table(written["metrics"]))
+            untrained = None
+            if baseline:
+                untrained = untrained_metrics(results, config, truth, M=M)
+                write_json(out_dir / UNTRAINED_METRICS_JSON, untrained)
+            echo(
+                format_metrics_table(
+                    written["metrics"], phase=written["truth_has_phase"], baseline=untrained
+                )
+            )
             echo(f"metrics:  {written['metrics_json']}")
     return results
+
+
+def untrained_metrics(
+    results: dict[str, Any], config: TrainingConfig, truth: Any, *, M: int
+) -> dict[str, Any]:
+    """Metrics of the network as training found it (same seed and probe) on the test scan."""
+    impl, test, scale = results["backend"], results["test_container"], results["intensity_scale"]
+    model = impl.build_model(
+        config.model,
+        results["train_container"].probe,
+        scale,
+        seed=config.seed,
+        probe_trainable=config.probe_trainable,
+        intensity_scale_trainable=config.intensity_scale_trainable,
+    )
+    canvas = stitch_patches(
+        impl, predict_patches(impl, model, test, scale), test.global_offsets, M=M
+    )
+    image = np.squeeze(np.asarray(canvas)).astype(np.complex64)
+    metrics, _, _ = evaluate_against(image, truth, test.global_offsets, M)
+    return metrics
 
 
 def run(args: argparse.Namespace) -> int:
