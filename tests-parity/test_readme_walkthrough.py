@@ -4,10 +4,12 @@ image" section (the Python snippet and the shell commands, copied out of README.
 A short demo (one epoch, small scans) stands in for the full one: the commands after it only need
 its files (``ptycho-demo/data/test_data.npz`` and the model archive). The reconstruction of the
 converted HDF5 scan must cover the same region as that of the demo's own test scan (the same
-positions after the metres round trip) and differ from it only by what the snippet changed:
-the two masked detector pixels (rel <= 0.05 on the amplitude; a change of 2 of 4,096 pixels
-per pattern moves the network's output by far less, while a unit slip or a lost mask would move
-it wholesale).
+positions after the metres round trip) and equal it within rel 1e-4 on the amplitude.
+What differs between the two inputs: float32 rounding in the counts round trip and the two
+masked detector pixels set to 0; together they moved the image by 2.4e-7 (measured on the
+full demo). 1e-4 is the project's archive cross-loading tolerance; a lost mask (a dead pixel
+reading 4e9 counts: an amplitude 40 times the brightest real one) or another scale or grouping moves
+the image by orders of magnitude more.
 """
 
 from __future__ import annotations
@@ -80,4 +82,4 @@ def test_readme_hdf5_walkthrough(tmp_path: Path) -> None:
     amp, ref = via_h5["amplitude"][covered], reference["amplitude"][covered]
     assert np.all(np.isfinite(amp))
     change = np.linalg.norm(amp - ref) / np.linalg.norm(ref)
-    assert change <= 0.05, f"HDF5 path vs the NPZ it came from: rel amplitude change {change:.3g}"
+    assert change <= 1e-4, f"HDF5 path vs the NPZ it came from: rel amplitude change {change:.3g}"
