@@ -33,7 +33,9 @@ MIRRORED = (
 FACADES = ("model_manager.py", "workflows/components.py")
 """Present in both, with the original's backend-specific public names (seed compatibility)."""
 BACKEND_ONLY = {
-    "tensorflow": {"layers.py"},
+    # TensorFlow reserves more address space than a 2 GiB limit allows: it refuses such limits
+    # before a run (PyTorch runs within them and needs no such check).
+    "tensorflow": {"address_space.py", "layers.py"},
     # Lightning's checkpoints (atomic writes, safe reads) and its per-epoch sampler: TensorFlow
     # trains through Keras' fit and writes no resumable checkpoints.
     "pytorch": {

@@ -19,6 +19,7 @@ import ptycho_tf
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import PtychoDataContainer
 from ptycho_tf import archive, inference, training
+from ptycho_tf.address_space import require_address_space
 from ptycho_tf.config import ExecutionConfig
 from ptycho_tf.logs import LOG_FILTERS
 from ptycho_tf.model import PtychoPINN, build_model
@@ -38,6 +39,7 @@ class Backend:
     log_filters = LOG_FILTERS
 
     def __init__(self, execution: ExecutionConfig | None = None) -> None:
+        require_address_space("run")
         self.execution = (execution or ExecutionConfig()).validate()
         self.jit_compile = self.execution.jit_requested(
             bool(tf.config.list_physical_devices("GPU"))
@@ -82,6 +84,7 @@ class Backend:
         should_stop: Callable[[], bool] | None = None,
     ) -> dict[str, list[float]]:
         """Keras ``fit`` per ``config``; returns per-epoch ``loss``, ``val_loss``, ``lr``."""
+        require_address_space("train")
         return training.train_model(
             model,
             train,
