@@ -28,14 +28,12 @@ def scan():
 
 
 def _train(scan, backend: str, out: Path, **fields) -> tuple[dict, dict, dict]:
+    settings = {"nepochs": 1, "batch_size": 16, "n_groups": 64, **fields}
     config = TrainingConfig(
         model=ModelConfig(N=64, gridsize=1, n_filters_scale=1),
-        nepochs=1,
-        batch_size=16,
-        n_groups=64,
         output_dir=out,
         backend=backend,
-        **fields,
+        **settings,
     )
     results = train_cdi_model(scan, None, config, save=False)
     return results["backend"].export_weights(results["model"]), results["history"], results
@@ -76,3 +74,16 @@ def test_trainable_flags_reach_the_model(scan, backend, tmp_path):
     np.testing.assert_array_equal(
         trained["physics/log_intensity_scale"], start["physics/log_intensity_scale"]
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_single_pattern_scan_trains_without_validation(backend, tmp_path):
+    # Issue 17: TensorFlow refused a 1-pattern scan (Keras' validation split left no training
+    # data) while PyTorch trained it; one group now trains on both, with nothing held out.
+    one = simulate_dataset(n_images=1, N=64, seed=31)
+    _, history, _ = _train(one, backend, tmp_path, nepochs=2, n_groups=1, seed=0)
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"])), history
+    # The second epoch's step lowers the loss: the one pattern was trained on, not held out.
+    assert history["loss"][1] < history["loss"][0], history
+    # Both backends write NaN where there is no validation set.
+    assert np.all(np.isnan(history["val_loss"])), history
