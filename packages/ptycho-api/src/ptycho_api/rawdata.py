@@ -34,6 +34,7 @@ __all__ = [
     "MIN_PATTERN_SIZE",
     "MAX_COORDINATE",
     "load_budget",
+    "address_space_limit",
     "memory_limit_note",
     "open_npz",
     "read_members",
@@ -668,17 +669,21 @@ def read_members(
     return arrays
 
 
-def memory_limit_note() -> str:
-    """``"; address space limited to X GiB"`` when an ``RLIMIT_AS`` applies, else ``""``."""
+def address_space_limit() -> int | None:
+    """The soft ``RLIMIT_AS`` of this process in bytes, or None when unlimited or unknown."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     except (ImportError, OSError, ValueError):
-        return ""
-    if soft == resource.RLIM_INFINITY:
-        return ""
-    return f" (address space limited to {soft / 2**30:.3g} GiB)"
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def memory_limit_note() -> str:
+    """``" (address space limited to X GiB)"`` when an ``RLIMIT_AS`` applies, else ``""``."""
+    limit = address_space_limit()
+    return "" if limit is None else f" (address space limited to {limit / 2**30:.3g} GiB)"
 
 
 def _read_metadata(raw: np.ndarray | None, path: Path) -> dict[str, Any] | None:

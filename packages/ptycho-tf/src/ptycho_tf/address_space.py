@@ -11,21 +11,14 @@ per-thread malloc arenas and thread stacks that are reserved, not used (the resi
 
 from __future__ import annotations
 
-import resource
-
 from ptycho_api.errors import BackendError
+from ptycho_api.rawdata import address_space_limit
 
-__all__ = ["NEEDS", "address_space_limit", "require_address_space"]
+__all__ = ["NEEDS", "require_address_space"]
 
 GIB = 2**30
 NEEDS = {"run": 3 * GIB, "train": 4 * GIB}
 """Bytes of address space for a run of any kind and for training (the measured peaks with headroom)."""
-
-
-def address_space_limit() -> int | None:
-    """The soft ``RLIMIT_AS`` of this process in bytes, or None when unlimited."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def require_address_space(task: str) -> None:
