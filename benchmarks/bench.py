@@ -163,12 +163,80 @@ def work_quality(backend_name: str, n_train: int, n_test: int, epochs: int) -> d
     }
 
 
+STREAM_DENSITY = 9.0
+"""Object pixels per scan position in the streaming benchmark: the object grows with the scan
+(about 3 pixels between neighbours, as a dense beamline raster), so the canvas does too."""
+
+
+def work_stream_data(n: int, path: str) -> dict[str, Any]:
+    """Simulate n patterns (N=64) onto a growing object, written to an NPZ 4,096 at a time."""
+    from ptycho_api.objects import make_object
+    from ptycho_api.physics import extract_patches
+    from ptycho_api.probe import default_probe
+    from ptycho_api.simulation import illuminate_and_diffract, scan_positions
+    from ptycho_api.streaming import write_npz_streamed
+
+    rng = np.random.default_rng(SEED)
+    N = 64
+    side = int(np.sqrt(n * STREAM_DENSITY)) + N
+    obj = make_object("lines", side, rng)
+    probe = default_probe(N)
+    x, y = scan_positions(n, obj.shape, N // 2, rng)
+    s_sim = None
+
+    def chunks():
+        nonlocal s_sim
+        for lo in range(0, n, 4096):
+            patches = extract_patches(
+                obj, np.column_stack([x[lo : lo + 4096], y[lo : lo + 4096]]), N
+            )
+            amplitudes, s_sim = illuminate_and_diffract(patches, probe, 1e9, rng, scale=s_sim)
+            yield amplitudes
+
+    start = time.perf_counter()
+    small = {"xcoords": x, "ycoords": y, "probeGuess": probe, "objectGuess": obj}
+    write_npz_streamed(path, small, "diff3d", (n, N, N), np.float32, chunks())
+    return {"seconds": time.perf_counter() - start, "patterns": n, "object_side": side}
+
+
+def work_archive(backend_name: str, path: str) -> dict[str, Any]:
+    """An untrained N=64 gridsize-1 model (n_filters_scale 2) saved to ``path``/wts.h5.zip."""
+    from ptycho_api.backend import select_backend
+    from ptycho_api.config import ModelConfig, TrainingConfig
+    from ptycho_api.normalization import intensity_scale
+    from ptycho_api.probe import default_probe
+
+    backend = select_backend(backend_name)
+    cfg = TrainingConfig(model=ModelConfig(N=64, gridsize=1), output_dir=Path(path))
+    model = backend.build_model(cfg.model, default_probe(64), intensity_scale(cfg.nphotons, 64))
+    return {"archive": str(backend.save_archive(model, cfg.output_dir, cfg))}
+
+
+def work_stream(backend_name: str, model: str, path: str, n: int) -> dict[str, Any]:
+    """``ptycho reconstruct`` of the NPZ at ``path`` in this process (streamed, gridsize 1)."""
+    import tempfile
+
+    from ptycho_api.cli.main import main as ptycho
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["reconstruct", "--model", model, "--data", path, "--backend", backend_name]
+        start = time.perf_counter()
+        code = ptycho([*argv, "--output-dir", str(Path(tmp) / "out")])
+        elapsed = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"ptycho reconstruct exited {code}")
+    return {"seconds": elapsed, "patterns": n, "patterns_per_s": n / elapsed}
+
+
 WORKERS = {
     "predict": lambda a: work_predict(a.backend, a.N, a.gridsize, a.n),
     "train_epoch": lambda a: work_train_epoch(a.backend, a.n),
     "stitch": lambda a: work_stitch(a.backend, a.n),
     "group": lambda a: work_group(a.n),
     "quality": lambda a: work_quality(a.backend, a.n, a.n_test, a.epochs),
+    "stream_data": lambda a: work_stream_data(a.n, a.path),
+    "archive": lambda a: work_archive(a.backend, a.path),
+    "stream": lambda a: work_stream(a.backend, a.model, a.path, a.n),
 }
 
 
@@ -201,8 +269,27 @@ def _installed_backends() -> list[str]:
     return sorted(discover_backends())
 
 
+def _stream(name: str, files: dict[int, Path], tmp: Path) -> dict[str, Any]:
+    """Streamed reconstructions of each simulated file with one backend, and their RSS ratio."""
+    model = tmp / f"model-{name}"
+    made = _measure("archive", backend=name, path=model)
+    if "error" in made:
+        return {"stream_small": made, "stream_large": made}
+    small, large = sorted(files)
+    entry = {
+        f"stream_{label}": _measure("stream", backend=name, model=model, path=files[n], n=n)
+        for label, n in (("small", small), ("large", large))
+    }
+    if all("peak_rss_mb" in e for e in entry.values()):
+        ratio = entry["stream_large"]["peak_rss_mb"] / entry["stream_small"]["peak_rss_mb"]
+        entry["stream_large"]["rss_ratio"] = ratio
+    return entry
+
+
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement for every installed backend."""
+    """Every measurement for every installed backend (``--only stream``: streaming only)."""
+    import tempfile
+
     q = args.quick
     sizes = {
         "predict": 256 if q else 2048,
@@ -210,7 +297,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "stitch": 2000 if q else 20000,
         "group": 10000 if q else 100000,
         "quality": (256, 128, 2) if q else (1024, 512, 12),
+        "stream": (500, 5000) if q else (5000, 50000),
     }
+    everything = args.only == "all"
     report: dict[str, Any] = {
         "name": args.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -220,26 +309,35 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "quick": q,
+        "only": args.only,
         "sizes": sizes,
-        "shared": {
-            "group_gridsize2": _measure("group", n=sizes["group"]),
-            "stitch_reference": _measure("stitch", backend="reference", n=sizes["stitch"]),
-        },
+        "shared": {},
         "backends": {},
     }
-    for name in _installed_backends():
-        entry: dict[str, Any] = {}
-        for N, g in ((64, 1), (64, 2), (128, 1)):
-            entry[f"predict_N{N}_g{g}"] = _measure(
-                "predict", backend=name, N=N, gridsize=g, n=sizes["predict"]
-            )
-        entry["train_epoch"] = _measure("train_epoch", backend=name, n=sizes["train"])
-        entry["stitch"] = _measure("stitch", backend=name, n=sizes["stitch"])
-        n_train, n_test, epochs = sizes["quality"]
-        entry["quality"] = _measure(
-            "quality", backend=name, n=n_train, n_test=n_test, epochs=epochs
-        )
-        report["backends"][name] = entry
+    if everything:
+        report["shared"] = {
+            "group_gridsize2": _measure("group", n=sizes["group"]),
+            "stitch_reference": _measure("stitch", backend="reference", n=sizes["stitch"]),
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {n: Path(tmp) / f"scan-{n}.npz" for n in sizes["stream"]}
+        for n, path in files.items():
+            report["shared"][f"stream_data_{n}"] = _measure("stream_data", n=n, path=path)
+        for name in _installed_backends():
+            entry: dict[str, Any] = {}
+            if everything:
+                for N, g in ((64, 1), (64, 2), (128, 1)):
+                    entry[f"predict_N{N}_g{g}"] = _measure(
+                        "predict", backend=name, N=N, gridsize=g, n=sizes["predict"]
+                    )
+                entry["train_epoch"] = _measure("train_epoch", backend=name, n=sizes["train"])
+                entry["stitch"] = _measure("stitch", backend=name, n=sizes["stitch"])
+                n_train, n_test, epochs = sizes["quality"]
+                entry["quality"] = _measure(
+                    "quality", backend=name, n=n_train, n_test=n_test, epochs=epochs
+                )
+            entry.update(_stream(name, files, Path(tmp)))
+            report["backends"][name] = entry
     return report
 
 
@@ -249,6 +347,8 @@ def _fmt(entry: dict[str, Any], key: str, unit: str = "") -> str:
     value = entry.get(key)
     if isinstance(value, list):
         return f"{value[0]:.3f} / {value[1]:.3f}"
+    if isinstance(value, float) and value < 10:
+        return f"{value:.3f}{unit}"
     return f"{value:,.1f}{unit}" if isinstance(value, int | float) else "-"
 
 
@@ -277,12 +377,17 @@ def markdown(report: dict[str, Any]) -> str:
         ("PSNR amp / phase (dB)", "quality", "psnr"),
         ("PSNR255 amp / phase (dB)", "quality", "psnr255"),
         ("FRC50 amp / phase", "quality", "frc50"),
+        ("streamed reconstruct, small scan (patterns/s)", "stream_small", "patterns_per_s"),
+        ("streamed reconstruct, large scan (patterns/s)", "stream_large", "patterns_per_s"),
+        ("peak RSS streamed reconstruct, small scan (MB)", "stream_small", "peak_rss_mb"),
+        ("peak RSS streamed reconstruct, large scan (MB)", "stream_large", "peak_rss_mb"),
+        ("peak RSS ratio large / small (target < 1.2)", "stream_large", "rss_ratio"),
     ]
     for label, section, key in rows:
         cells = [_fmt(report["backends"][n].get(section, {}), key) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     shared = report["shared"]
-    if "sizes" in report:
+    if "sizes" in report and report.get("only", "all") == "all":
         z = report["sizes"]
         n_train, n_test, epochs = z["quality"]
         lines += [
@@ -290,8 +395,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"Sizes: predict {z['predict']:,} groups per case (n_filters_scale 2, batch 64); "
             f"train epoch {z['train']:,} patterns (N=64, gridsize 1, n_filters_scale 2, batch 16); "
             f"stitch {z['stitch']:,} patches (N=64, M=20); quality {n_train:,} train / "
-            f"{n_test:,} test patterns, {epochs} epochs (the demo's model: n_filters_scale 1).",
+            f"{n_test:,} test patterns, {epochs} epochs (the demo's model: n_filters_scale 1); "
+            f"streamed reconstruct of {z['stream'][0]:,} and {z['stream'][1]:,} simulated patterns "
+            "(N=64, n_filters_scale 2, untrained, written to disk 4,096 at a time; ptycho "
+            "reconstruct in a fresh process, whose peak RSS is reported).",
         ]
+    if "group_gridsize2" not in shared:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"Shared (numpy): grouping {shared['group_gridsize2'].get('positions', '?')} positions at "
@@ -319,6 +429,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--n-test", type=int, default=128, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        choices=("all", "stream"),
+        default="all",
+        help="'stream': only the streaming reconstruction figures",
+    )
     args = parser.parse_args()
     if args.worker:
         run_worker(args)

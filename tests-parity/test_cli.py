@@ -117,7 +117,7 @@ def test_train_writes_every_output(trained, backend):
     assert set(metrics) >= {"mae", "mse", "psnr", "psnr255", "ssim", "ms_ssim", "frc50"}
 
 
-def reconstruct(workdir: Path, model: Path, backend: str, out: str) -> np.ndarray:
+def reconstruct(workdir: Path, model: Path, backend: str, out: str, *extra: str) -> np.ndarray:
     """``ptycho reconstruct`` of the test scan with ``backend``: the stitched complex object."""
     res = ptycho(
         "reconstruct",
@@ -131,9 +131,11 @@ def reconstruct(workdir: Path, model: Path, backend: str, out: str) -> np.ndarra
         RECONSTRUCT_SEED,
         "--output-dir",
         out,
+        *extra,
         cwd=workdir,
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "| execution: device auto, precision 32, compile off" in res.stdout.splitlines()[0]
     with np.load(workdir / out / "reconstruction.npz") as npz:
         image = npz["object"]
     assert image.dtype == np.complex64 and image.ndim == 2 and np.isfinite(image).all()
@@ -191,8 +193,10 @@ def test_reconstruct_matches_in_process_prediction(workdir, tmp_path, writer):
     by ``ptycho reconstruct`` with the same backend: the stitched object equals the in-process
     prediction (model input s * X with s the training container's data scale).
 
-    Tolerance 1e-4 (rel, complex modulus): the same backend, weights and inputs on both sides;
-    only batching may differ. The test checks its own power: training moved lambda away from
+    The model has gridsize 1, so ``ptycho reconstruct`` streams the scan (``--chunk-size 7``:
+    five chunks of the 32 patterns) and this also certifies the chunked path against the
+    in-memory one. Tolerance 1e-4 (rel, complex modulus): the same backend, weights and inputs
+    on both sides; only batching may differ. The test checks its own power: training moved lambda away from
     log s, and feeding the model exp(lambda) * X instead of s * X (an archive that recorded the
     trained lambda as its scale) changes the prediction by far more than the tolerance.
     """
@@ -228,7 +232,7 @@ def test_reconstruct_matches_in_process_prediction(workdir, tmp_path, writer):
         return np.squeeze(backend.reassemble_position(patches, test.global_offsets, 20))
 
     expected = stitched(s)
-    got = reconstruct(workdir, archive, writer, f"recon-inprocess-{writer}")
+    got = reconstruct(workdir, archive, writer, f"recon-inprocess-{writer}", "--chunk-size", "7")
     assert got.shape == expected.shape
     check(
         "CLI: reconstruct vs in-process prediction (lambda trained)",

@@ -9,13 +9,7 @@
 # Then, on the GPU machine, from the repository root:  bash benchmarks/gpu/quality.sh
 # The four cases run as four concurrent processes (a batch of 16 leaves the GPU mostly idle).
 # Results: $OUT (or bench-results/) quality-pytorch-paper-<case>.json and quality-pytorch-paper.md.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-out="${OUT:-bench-results}"
-mkdir -p "$out"
-site=$(mktemp -d)
-python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/ptycho_*.whl
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source "$(dirname "$0")/install_wheels.sh"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 cases=(gs1_ideal gs1_exp gs2_ideal gs2_exp)

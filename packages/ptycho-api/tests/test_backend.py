@@ -35,6 +35,8 @@ class FakeBackend:
     log_filters = LogFilters()
     def framework_version(self): return "0.0-fake"
     def devices(self): return ["cpu"]
+    def apply_execution(self, options): raise NotImplementedError
+    def auto_batch_size(self, N): return 64
     def build_model(self, model_config, probe, intensity_scale, *, seed=None, probe_trainable=False, intensity_scale_trainable=True): raise NotImplementedError
     def train(self, model, train, test, config, *, progress=None, should_stop=None): raise NotImplementedError
     def predict(self, model, x_scaled, local_offsets, *, batch_size=64): raise NotImplementedError

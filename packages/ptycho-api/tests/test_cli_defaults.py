@@ -96,7 +96,7 @@ def test_gridsize_3_from_a_config_file_names_the_key(tmp_path: Path) -> None:
         ),
         (
             "reconstruct",
-            ["(default 64)", "default inference_outputs", "(default auto", "(default 0)"],
+            ["(default: 64 on a CPU", "default inference_outputs", "(default auto", "(default 0)"],
         ),
     ],
 )

@@ -38,6 +38,7 @@ from ptycho_api.config import (
     normalize_backend_name,
 )
 from ptycho_api.errors import BackendError, BackendNotInstalledError
+from ptycho_api.execution import ExecutionOptions
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -131,6 +132,16 @@ class Backend(Protocol):
 
     def devices(self) -> list[str]:
         """Human-readable names of the devices the backend can compute on (``["cpu"]`` at least)."""
+        ...
+
+    def apply_execution(self, options: ExecutionOptions) -> None:
+        """Run later calls with ``options`` (``ptycho_api.execution``: device, precision,
+        compilation, memory layout); raises ``BackendError`` for an option it cannot honour
+        (e.g. ``--device gpu`` without a GPU)."""
+        ...
+
+    def auto_batch_size(self, N: int) -> int:
+        """Inference batch for ``N x N`` patterns on the device ``predict`` will use."""
         ...
 
     def build_model(

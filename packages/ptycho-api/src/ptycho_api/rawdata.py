@@ -33,6 +33,7 @@ __all__ = [
     "MAX_LOAD_BYTES_ENV",
     "MIN_PATTERN_SIZE",
     "MAX_COORDINATE",
+    "contract_keys",
     "load_budget",
     "address_space_limit",
     "memory_limit_note",
@@ -349,16 +350,7 @@ class RawData:
         path = Path(path)
         with open_npz(path) as npz:
             keys = set(npz.files)
-            diffraction_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
-            missing = [k for k in REQUIRED_KEYS if k not in keys]
-            if diffraction_key is None:
-                missing.insert(0, " or ".join(DIFFRACTION_KEYS))
-            if missing:
-                raise DataError(
-                    f"{path}: missing required key(s) {', '.join(repr(m) for m in missing)}: "
-                    f"expected {list(DIFFRACTION_KEYS)[:1] + list(REQUIRED_KEYS)}; "
-                    f"found keys {sorted(keys)}"
-                )
+            diffraction_key = contract_keys(path, keys)
             truth_key = "Y" if "Y" in keys else "ground_truth_patches"
             wanted = [
                 *("xcoords", "ycoords", "xcoords_start", "ycoords_start"),
@@ -472,6 +464,23 @@ class RawData:
             enable_oversampling=enable_oversampling,
             neighbor_pool_size=neighbor_pool_size,
         )
+
+
+def contract_keys(path: str | os.PathLike[str], keys: Iterable[str], *, noun: str = "key") -> str:
+    """The pattern key among ``keys`` (``diff3d`` or ``diffraction``), or ``DataError`` naming every
+    missing required ``noun`` (key of an NPZ, dataset of an HDF5 file) and what was found."""
+    keys = set(keys)
+    diffraction_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
+    missing = [k for k in REQUIRED_KEYS if k not in keys]
+    if diffraction_key is None:
+        missing.insert(0, " or ".join(DIFFRACTION_KEYS))
+    if missing:
+        raise DataError(
+            f"{path}: missing required {noun}(s) {', '.join(repr(m) for m in missing)}: "
+            f"expected {list(DIFFRACTION_KEYS)[:1] + list(REQUIRED_KEYS)}; "
+            f"found {noun}s {sorted(keys)}"
+        )
+    return diffraction_key
 
 
 def load_budget(max_bytes: int | None = None) -> int:

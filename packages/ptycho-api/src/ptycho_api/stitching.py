@@ -10,7 +10,13 @@ import numpy as np
 
 from ptycho_api.physics import _result_dtype
 
-__all__ = ["StitchGeometry", "stitch_geometry", "reassemble_position", "STITCH_DENOMINATOR_EPS"]
+__all__ = [
+    "StitchGeometry",
+    "StitchCanvas",
+    "stitch_geometry",
+    "reassemble_position",
+    "STITCH_DENOMINATOR_EPS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,36 +127,70 @@ def reassemble_position(
     patches = np.asarray(patches)
     geom = checked_geometry(patches.shape, global_offsets, M)
     squeeze_channel = patches.ndim == 3
-    if not squeeze_channel:
-        patches = patches[..., 0]
-    n_patches, N = patches.shape[0], patches.shape[1]
+    canvas = StitchCanvas(geom, M, complex_values=np.iscomplexobj(patches))
+    for start in range(0, patches.shape[0], chunk_size):
+        canvas.add(patches[start : start + chunk_size], start)
+    image = canvas.image(_result_dtype(patches.dtype))
+    return image[..., 0] if squeeze_channel else image
 
-    is_complex = np.iscomplexobj(patches)
-    # One spare row and column: the last window row/col can sit at index S when d == +pad, where
-    # its weight f is exactly zero; the spare keeps the indexing uniform and is cut off below.
-    side = geom.size + 1
-    numerator = np.zeros(side * side, dtype=np.complex128 if is_complex else np.float64)
-    weights = np.zeros(side * side, dtype=np.float64)
-    lo = N // 2 - M // 2
-    for start in range(0, n_patches, chunk_size):
-        crop = patches[start : start + chunk_size, lo : lo + M, lo : lo + M]
-        d = geom.offsets[start : start + chunk_size]
+
+class StitchCanvas:
+    """Running sums of B 9 stitching, filled a chunk of patches at a time (streaming inference).
+
+    ``geometry`` comes from *all* the scan's global offsets (``stitch_geometry``), so the canvas
+    is fixed before the first patch arrives; ``add`` accumulates patches ``[start, start + b)``
+    and ``image`` divides. Memory: two ``(S+1)^2`` float64 planes (numerator complex128 for
+    complex patches), whatever the number of patches.
+    """
+
+    def __init__(self, geometry: StitchGeometry, M: int, *, complex_values: bool = True) -> None:
+        self.geometry = geometry
+        self.M = M
+        # One spare row and column: the last window row/col can sit at index S when d == +pad,
+        # where its weight f is exactly zero; the spare keeps the indexing uniform.
+        self._side = geometry.size + 1
+        cells = self._side * self._side
+        self._numerator = np.zeros(cells, dtype=np.complex128 if complex_values else np.float64)
+        self._weights = np.zeros(cells, dtype=np.float64)
+        self.count = 0
+
+    def add(self, patches: np.ndarray, start: int) -> None:
+        """Accumulate patches ``(b, N, N, 1)`` or ``(b, N, N)`` placed by offsets ``[start, start + b)``."""
+        patches = np.asarray(patches)
+        if patches.ndim == 4:
+            patches = patches[..., 0]
+        b, N = patches.shape[0], patches.shape[1]
+        if not 0 < self.M <= N:
+            raise ValueError(f"crop size M must be in [1, N={N}]; found {self.M}")
+        d = self.geometry.offsets[start : start + b]
+        if len(d) != b:
+            raise ValueError(
+                f"patches [{start}, {start + b}): expected offsets for them; the canvas has "
+                f"{len(self.geometry.offsets)}"
+            )
+        M, side = self.M, self._side
+        lo = N // 2 - M // 2
+        crop = patches[:, lo : lo + M, lo : lo + M]
         whole = np.floor(d)
         frac = d - whole
-        index = _window_index(whole.astype(np.int64) + geom.pad, M + 1, side)
-        values = _shift_window(crop.astype(numerator.dtype), frac)
-        ones = _shift_window(np.ones((len(crop), M, M)), frac)
-        if is_complex:
-            numerator += np.bincount(index, values.real.ravel(), side * side)
-            numerator += 1j * np.bincount(index, values.imag.ravel(), side * side)
+        index = _window_index(whole.astype(np.int64) + self.geometry.pad, M + 1, side)
+        values = _shift_window(crop.astype(self._numerator.dtype), frac)
+        ones = _shift_window(np.ones((b, M, M)), frac)
+        if np.iscomplexobj(self._numerator):
+            self._numerator += np.bincount(index, values.real.ravel(), side * side)
+            self._numerator += 1j * np.bincount(index, values.imag.ravel(), side * side)
         else:
-            numerator += np.bincount(index, values.ravel(), side * side)
-        weights += np.bincount(index, ones.ravel(), side * side)
-    image = numerator / (weights + STITCH_DENOMINATOR_EPS)
-    image = image.reshape(side, side)[: geom.size, : geom.size]
-    logger.debug("stitched %d patches onto a %d x %d canvas", n_patches, geom.size, geom.size)
-    image = image.astype(_result_dtype(patches.dtype), copy=False)
-    return image if squeeze_channel else image[..., None]
+            self._numerator += np.bincount(index, values.ravel(), side * side)
+        self._weights += np.bincount(index, ones.ravel(), side * side)
+        self.count += b
+
+    def image(self, dtype: np.dtype | type = np.complex64) -> np.ndarray:
+        """The stitched ``(S, S, 1)`` image in ``dtype``: sum / (sum of all-ones crops + 1e-9)."""
+        size = self.geometry.size
+        image = self._numerator / (self._weights + STITCH_DENOMINATOR_EPS)
+        image = image.reshape(self._side, self._side)[:size, :size]
+        logger.debug("stitched %d patches onto a %d x %d canvas", self.count, size, size)
+        return image.astype(dtype, copy=False)[..., None]
 
 
 def _shift_window(crops: np.ndarray, frac: np.ndarray) -> np.ndarray:

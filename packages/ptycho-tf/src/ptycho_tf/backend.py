@@ -6,6 +6,7 @@ boundary. Execution options (XLA, verbosity) are a :class:`ptycho_tf.config.Exec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ import tensorflow as tf
 import ptycho_tf
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import PtychoDataContainer
+from ptycho_api.errors import BackendError
+from ptycho_api.execution import ExecutionOptions, auto_batch_size
 from ptycho_tf import archive, inference, training
 from ptycho_tf.address_space import require_address_space
 from ptycho_tf.config import ExecutionConfig
@@ -29,6 +32,9 @@ from ptycho_tf.weights import import_weights as _import_weights
 __all__ = ["Backend"]
 
 logger = logging.getLogger(__name__)
+
+GPU_BATCH = 1024
+"""Automatic inference batch on a GPU at N = 64 (scaled by 64^2 / N^2 for other sizes)."""
 
 
 class Backend:
@@ -44,6 +50,55 @@ class Backend:
         self.jit_compile = self.execution.jit_requested(
             bool(tf.config.list_physical_devices("GPU"))
         )
+        self.options: ExecutionOptions | None = None
+        """The shared options last applied (``apply_execution``), or None."""
+        self._placement: str | None = None
+
+    def apply_execution(self, options: ExecutionOptions) -> None:
+        """Map the shared execution options onto TensorFlow (``ptycho_api.execution``).
+
+        ``device`` places ops on ``/CPU:0`` or ``/GPU:0``; ``precision`` sets TensorFlow's
+        process-wide TF32 switch (on for ``tf32`` only); ``compile`` other than ``off`` turns
+        on XLA; ``channels_last`` is Keras' own layout. ``bf16-mixed`` is refused: the Keras
+        model's layers are built float32 and their complex physics has no bfloat16 kernels.
+        """
+        options = options.validate()
+        if options.precision == "bf16-mixed":
+            raise BackendError(
+                "--precision bf16-mixed: expected 32 or tf32 with the TensorFlow backend (its "
+                "model is built in float32); found bf16-mixed. Use the PyTorch backend for "
+                "bfloat16, or --precision tf32"
+            )
+        self._placement = self._device(options.device)
+        tf.config.experimental.enable_tensor_float_32_execution(options.precision == "tf32")
+        self.jit_compile = options.compile != "off"
+        self.options = options
+
+    @staticmethod
+    def _device(name: str) -> str | None:
+        gpus = tf.config.list_logical_devices("GPU")
+        if name == "gpu" and not gpus:
+            raise BackendError(
+                f"--device gpu: expected a GPU visible to TensorFlow; found none (tensorflow "
+                f"{tf.__version__}; on Linux install tensorflow[and-cuda])"
+            )
+        if name == "cpu":
+            return "/CPU:0"
+        return "/GPU:0" if gpus else None
+
+    def _placed(self) -> Any:
+        return tf.device(self._placement) if self._placement else contextlib.nullcontext()
+
+    def auto_batch_size(self, N: int) -> int:
+        """Inference batch for ``N x N`` patterns: 64 on a CPU, ``GPU_BATCH`` on a GPU.
+
+        TensorFlow's allocator reserves most of a GPU's memory when it starts, so its free
+        memory says nothing about what a batch may use; 1,024 groups of 64 x 64 measured near
+        the peak rate of PyTorch on one H200 and need about 1 GB.
+        """
+        if self._placement != "/GPU:0":
+            return auto_batch_size(N, None)
+        return max(1, GPU_BATCH * 64 * 64 // (N * N))
 
     def framework_version(self) -> str:
         """TensorFlow's version string."""
@@ -85,16 +140,17 @@ class Backend:
     ) -> dict[str, list[float]]:
         """Keras ``fit`` per ``config``; returns per-epoch ``loss``, ``val_loss``, ``lr``."""
         require_address_space("train")
-        return training.train_model(
-            model,
-            train,
-            test,
-            config,
-            progress=progress,
-            should_stop=should_stop,
-            jit_compile=self.jit_compile,
-            verbose=self.execution.verbose,
-        )
+        with self._placed():
+            return training.train_model(
+                model,
+                train,
+                test,
+                config,
+                progress=progress,
+                should_stop=should_stop,
+                jit_compile=self.jit_compile,
+                verbose=self.execution.verbose,
+            )
 
     def predict(
         self,
@@ -105,9 +161,10 @@ class Backend:
         batch_size: int = 64,
     ) -> np.ndarray:
         """``(B, N, N, C)`` s*X and ``(B, 1, 2, C)`` offsets -> ``(B, N, N, 1)`` complex64 patches."""
-        return inference.predict_patches(
-            model, x_scaled, local_offsets, batch_size=batch_size, compiled=self.jit_compile
-        )
+        with self._placed():
+            return inference.predict_patches(
+                model, x_scaled, local_offsets, batch_size=batch_size, compiled=self.jit_compile
+            )
 
     def reassemble_position(
         self, patches: np.ndarray, global_offsets: np.ndarray, M: int = 20

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import ptycho_torch
 from ptycho_api.backend import TrainingHistory
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import PtychoDataContainer
+from ptycho_api.errors import BackendError
+from ptycho_api.execution import ExecutionOptions, auto_batch_size
 from ptycho_bundle.layout import archive_path_for
 from ptycho_torch import archive, inference
 from ptycho_torch.config import ExecutionConfig
@@ -44,8 +47,51 @@ class Backend:
 
     def __init__(self, execution: ExecutionConfig | None = None) -> None:
         self.execution = (execution or ExecutionConfig()).validate()
+        self.options: ExecutionOptions | None = None
+        """The shared options last applied (``apply_execution``), or None."""
         self.last_trainer: lightning.Trainer | None = None
         """The Lightning ``Trainer`` of the last ``train`` call (checkpoint paths, ranks)."""
+
+    def apply_execution(self, options: ExecutionOptions) -> None:
+        """Map the shared execution options onto this backend (``ptycho_api.execution``).
+
+        Sets ``execution`` (accelerator, precision, compile, channels-last) and PyTorch's
+        process-wide TF32 switches: on for ``tf32``, off otherwise (IEEE float32).
+        """
+        options = options.validate()
+        device = self._device(options.device)
+        self.execution = replace(
+            self.execution,
+            accelerator="gpu" if device.type == "cuda" else "cpu",
+            precision="bf16-mixed" if options.precision == "bf16-mixed" else "32-true",
+            compile=False if options.compile == "off" else options.compile,
+            channels_last=options.channels_last,
+        ).validate()
+        tf32 = options.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        self.options = options
+
+    @staticmethod
+    def _device(name: str) -> torch.device:
+        if name == "gpu" and not torch.cuda.is_available():
+            raise BackendError(
+                "--device gpu: expected a CUDA GPU visible to PyTorch; found none "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})"
+            )
+        if name == "cpu" or not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", 0)
+
+    def predict_device(self) -> torch.device:
+        """Where ``predict`` runs: the applied ``device`` option, else the model's own device."""
+        return self._device(self.options.device) if self.options else torch.device("cpu")
+
+    def auto_batch_size(self, N: int) -> int:
+        """Inference batch for ``N x N`` patterns from the free memory of the predict device."""
+        device = self.predict_device()
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        return auto_batch_size(N, free)
 
     def framework_version(self) -> str:
         """PyTorch's version string."""
@@ -109,8 +155,17 @@ class Backend:
         batch_size: int = 64,
     ) -> np.ndarray:
         """``(B, N, N, 1)`` complex64 object patches from s*X ``(B,N,N,C)`` and ``(B,1,2,C)`` offsets."""
+        if self.options is not None:
+            model.to(self.predict_device())
+            if self.options.channels_last:
+                model.to(memory_format=torch.channels_last)
         return inference.predict_patches(
-            model, x_scaled, local_offsets, batch_size=batch_size, compiled=self.execution.compile
+            model,
+            x_scaled,
+            local_offsets,
+            batch_size=batch_size,
+            compiled=self.execution.compile,
+            autocast=torch.bfloat16 if self.execution.precision == "bf16-mixed" else None,
         )
 
     def reassemble_position(

@@ -10,6 +10,7 @@ from ptycho_api.errors import ConfigError
 __all__ = ["ExecutionConfig"]
 
 _PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -19,7 +20,9 @@ class ExecutionConfig:
     ``accelerator``/``devices``/``strategy``/``precision`` go to ``lightning.Trainer`` as is
     (``strategy="ddp"`` with ``accelerator="cpu", devices=2`` uses gloo). ``num_workers`` is the
     DataLoader worker count; ``deterministic`` makes Lightning select deterministic kernels;
-    ``compile`` wraps the network with ``torch.compile`` (training and prediction).
+    ``compile`` wraps the network with ``torch.compile`` (training and prediction): True or a
+    mode (``default``, ``reduce-overhead``, ``max-autotune``). ``channels_last`` stores the
+    convolution weights in ``torch.channels_last`` format.
     ``enable_progress_bar``: Lightning's per-batch bar; None shows it only when stdout is a
     terminal (in a log file it is a wall of carriage returns; one line per epoch is logged anyway).
     ``resume_from`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``.
@@ -31,7 +34,8 @@ class ExecutionConfig:
     precision: str = "32-true"
     num_workers: int = 0
     deterministic: bool = False
-    compile: bool = False
+    compile: bool | str = False
+    channels_last: bool = False
     enable_progress_bar: bool | None = None
     resume_from: str | Path | None = None
 
@@ -40,6 +44,11 @@ class ExecutionConfig:
         if str(self.precision) not in _PRECISIONS:
             raise ConfigError(
                 f"execution.precision: expected one of {list(_PRECISIONS)}; found {self.precision!r}"
+            )
+        if not isinstance(self.compile, bool) and self.compile not in _COMPILE_MODES:
+            raise ConfigError(
+                f"execution.compile: expected true, false or one of {list(_COMPILE_MODES)}; "
+                f"found {self.compile!r}"
             )
         if (
             isinstance(self.num_workers, bool)
@@ -50,3 +59,10 @@ class ExecutionConfig:
                 f"execution.num_workers: expected an integer >= 0; found {self.num_workers!r}"
             )
         return self
+
+    @property
+    def compile_mode(self) -> str | None:
+        """The ``torch.compile`` mode, or None when not compiling."""
+        if self.compile is False:
+            return None
+        return "default" if self.compile is True else str(self.compile)

@@ -8,6 +8,7 @@ takes a ``device``. The Ptychodus-facing model wrapper is :mod:`ptycho_torch.wra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 
@@ -22,8 +23,10 @@ __all__ = ["predict_patches", "reassemble_position"]
 
 logger = logging.getLogger(__name__)
 
-_compiled: weakref.WeakKeyDictionary[PtychoPINN, ObjectCrop] = weakref.WeakKeyDictionary()
-"""One compiled object network per model, so repeated predictions reuse the compilation."""
+_compiled: weakref.WeakKeyDictionary[PtychoPINN, tuple[str, ObjectCrop]] = (
+    weakref.WeakKeyDictionary()
+)
+"""One compiled object network per model (with its mode), so repeated predictions reuse it."""
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -33,19 +36,33 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _network(model: PtychoPINN, compile_mode: str | None) -> ObjectCrop:
+    if compile_mode is None:
+        return ObjectCrop(model)
+    cached = _compiled.get(model)
+    if cached is None or cached[0] != compile_mode:
+        net = ObjectCrop(model)
+        net.compile(mode=compile_mode)
+        cached = _compiled[model] = (compile_mode, net)
+    return cached[1]
+
+
 def predict_patches(
     model: PtychoPINN,
     x_scaled: np.ndarray,
     local_offsets: np.ndarray,
     *,
     batch_size: int = 64,
-    compiled: bool = False,
+    compiled: bool | str = False,
+    autocast: torch.dtype | None = None,
 ) -> np.ndarray:
     """Object patches ``(B, N, N, 1)`` complex64 from s*X ``(B, N, N, C)`` and offsets ``(B, 1, 2, C)``.
 
     ``model`` is the autoencoder ``build_model`` returns; its ``diffraction_to_obj`` part runs in
     ``torch.inference_mode`` on the model's device, ``batch_size`` groups at a time; ``compiled``
-    wraps that forward with ``torch.compile`` (once per model).
+    (True or a ``torch.compile`` mode) compiles that forward once per model and mode;
+    ``autocast`` (e.g. ``torch.bfloat16``) runs it under ``torch.autocast`` of that dtype, the
+    outputs cast back to float32.
     """
     x_scaled = np.asarray(x_scaled, dtype=np.float32)
     local_offsets = np.asarray(local_offsets, dtype=np.float32)
@@ -57,22 +74,26 @@ def predict_patches(
     if batch_size < 1:
         raise ValueError(f"predict: batch_size must be >= 1; found {batch_size}")
     device = _model_device(model)
-    net = _compiled.get(model) if compiled else ObjectCrop(model)
-    if net is None:
-        net = _compiled[model] = ObjectCrop(model)
-        net.compile()
+    mode = "default" if compiled is True else (compiled or None)
+    net = _network(model, mode)
+    cast = (
+        torch.autocast(device.type, dtype=autocast)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
     was_training = model.training
     model.eval()
     out = np.empty((len(x_scaled), x_scaled.shape[1], x_scaled.shape[2], 1), dtype=np.complex64)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), cast:
             for lo in range(0, len(x_scaled), batch_size):
                 x = torch.from_numpy(x_scaled[lo : lo + batch_size]).to(device, non_blocking=True)
                 o = torch.from_numpy(local_offsets[lo : lo + batch_size]).to(
                     device, non_blocking=True
                 )
                 re, im = net(x, o)
-                out[lo : lo + len(x), ..., 0] = torch.complex(re, im).cpu().numpy()
+                patch = torch.complex(re.float(), im.float())
+                out[lo : lo + len(x), ..., 0] = patch.cpu().numpy()
     finally:
         model.train(was_training)
     return out

@@ -214,6 +214,8 @@ class PtychoPINN(nn.Module):
     def object_patches(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N, N, C)`` s*X (NHWC) -> real and imaginary object patches ``(B, K, N, N)`` each."""
         amp, phase = self._decode(x_scaled)
+        # Under bf16 autocast only the network runs in bfloat16; the physics stays float32.
+        amp, phase = amp.float(), phase.float()
         if not self.model_config.probe_big:
             # The reference forward model keeps only the centre box without probe_big
             # (a no-op with pad_object, whose decoder is already zero outside it).
@@ -224,9 +226,11 @@ class PtychoPINN(nn.Module):
         self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-group overlap canvases ``(B, P, P)`` (real, imag) from NHWC inputs (B 7.6)."""
-        return physics.overlap_canvas(
-            self.object_patches(x_scaled), local_offsets, self.padded, self.model_config.object_big
-        )
+        patches = self.object_patches(x_scaled)
+        with _float32(x_scaled):
+            return physics.overlap_canvas(
+                patches, local_offsets, self.padded, self.model_config.object_big
+            )
 
     def forward(
         self, x_scaled: torch.Tensor, local_offsets: torch.Tensor
@@ -235,6 +239,13 @@ class PtychoPINN(nn.Module):
         pred_amp_scaled and pred_intensity ``(B,N,N,C)`` float32 (B 7.1)."""
         offsets = local_offsets
         c_re, c_im = self.canvas(x_scaled, offsets)
+        with _float32(x_scaled):
+            return self._diffract(c_re, c_im, offsets)
+
+    def _diffract(
+        self, c_re: torch.Tensor, c_im: torch.Tensor, offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward model of B 7 from the overlap canvases (float32 physics)."""
         trimmed = torch.complex(*physics.trim_canvas((c_re, c_im), self.N))
         o_re, o_im = physics.extract_from_canvas((c_re, c_im), offsets, self.N)
         p_re, p_im = self.probe_real, self.probe_imag
@@ -261,6 +272,11 @@ class PtychoPINN(nn.Module):
     def predict_object(self, x_scaled: torch.Tensor, local_offsets: torch.Tensor) -> torch.Tensor:
         """The ``diffraction_to_obj`` output: ``(B, N, N, 1)`` complex64 trimmed object patches."""
         return torch.complex(*self.object_canvas_crop(x_scaled, local_offsets))[..., None]
+
+
+def _float32(reference: torch.Tensor) -> torch.autocast:
+    """Autocast off on ``reference``'s device: the physics runs float32 inside ``bf16-mixed``."""
+    return torch.autocast(reference.device.type, enabled=False)
 
 
 def build_model(

@@ -164,8 +164,10 @@ def train_model(
     model.set_trainable(
         probe=config.probe_trainable, intensity_scale=config.intensity_scale_trainable
     )
-    if execution.compile:
-        model.compile()
+    if execution.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if execution.compile_mode is not None:
+        model.compile(mode=execution.compile_mode)
     module = make_trainer(
         model, config.nll_weight, config.mae_weight, model_type=config.model.model_type
     )

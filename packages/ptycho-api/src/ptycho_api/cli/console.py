@@ -28,6 +28,7 @@ from ptycho_api.backend import (
     load_backend,
     resolve_backend,
 )
+from ptycho_api.cli.execution_args import execution_options
 from ptycho_api.config import InferenceConfig, TrainingConfig
 
 __all__ = [
@@ -84,12 +85,15 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def header(command: str, selection: Any | None = None) -> str:
-    """The first line every subcommand prints: versions and, when relevant, backend and why."""
+def header(command: str, selection: Any | None = None, execution: Any | None = None) -> str:
+    """The first line every subcommand prints: versions and, when relevant, backend and why,
+    and the execution options (``ExecutionOptions``)."""
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
     line = f"ptycho {command} | {versions}"
     if selection is not None:
         line += f" | backend: {selection.name} ({selection.reason})"
+    if execution is not None:
+        line += f" | execution: {execution.describe()}"
     return line
 
 
@@ -178,8 +182,10 @@ def announce(
     config: TrainingConfig | InferenceConfig | None = None,
 ) -> Selection:
     """Resolve the backend, print the header line, and import the backend (chatter filtered)."""
+    # Flags first: a mistyped option is reported before any backend is looked for.
+    execution = execution_options(args) if hasattr(args, "precision") else None
     selection = resolve_backend(getattr(args, "backend", None), config)
-    echo(header(command, selection))
+    echo(header(command, selection, execution))
     verbose = bool(getattr(args, "verbose", 0))
     # The selected backend's filters come from a module that imports no framework.
     filters = LogFilters() if verbose else discover_log_filters(selection.name)

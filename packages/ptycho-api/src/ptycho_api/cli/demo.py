@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ptycho_api.cli.console import announce, echo
+from ptycho_api.cli.execution_args import add_execution_options, execution_options
 from ptycho_api.cli.outputs import output_errors, prepare_output_dir
 from ptycho_api.cli.train import add_common_training, build_config, train_and_report
 from ptycho_api.config import ModelConfig, TrainingConfig
@@ -52,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_training(p, demo_config(), n_groups_default="--n-images")
+    add_execution_options(p)
     p.add_argument(
         "--n-images",
         type=int,
@@ -108,6 +110,7 @@ def _simulate_train_report(args: argparse.Namespace, config: TrainingConfig, out
         M=args.M,
         command=args.command_line,
         backend=args.backend,
+        execution=execution_options(args),
         baseline=True,
     )
     echo("[3/3] done.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ptycho_api.backend import select_backend
 from ptycho_api.cli.console import announce, echo, format_metrics_table, write_history, write_json
+from ptycho_api.cli.execution_args import add_execution_options, apply_execution, execution_options
 from ptycho_api.cli.outputs import (
     PROVENANCE_JSON,
     TRAIN_RUN_FILES,
@@ -23,6 +26,7 @@ from ptycho_api.cli.outputs import (
     write_reconstruction,
 )
 from ptycho_api.config import MODEL_TYPES, TrainingConfig, load_config, save_config
+from ptycho_api.execution import ExecutionOptions
 from ptycho_api.plausibility import DATA_KINDS, amplitude_limit, check_raw
 from ptycho_api.plots import plot_training_history
 from ptycho_api.rawdata import RawData
@@ -138,6 +142,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "--test-data", type=Path, help="test NPZ: reconstructed and evaluated after training"
     )
     add_data_kind(p)
+    add_execution_options(p)
     add_common_training(p, TrainingConfig())
     p.add_argument(
         "--model-type",
@@ -179,6 +184,7 @@ def train_and_report(
     command: Sequence[str],
     backend: str | None = None,
     baseline: bool = False,
+    execution: ExecutionOptions | None = None,
 ) -> dict[str, Any]:
     """Train, write every output into ``config.output_dir``, print where they are.
 
@@ -192,10 +198,13 @@ def train_and_report(
     # Hashed before training: the record is of the files as they were read, even if they are
     # replaced during a long run.
     provenance = provenance_record(config, command)
-    results = train_cdi_model(train_raw, test_raw, config, backend=backend)
+    impl = apply_execution(select_backend(backend, config), execution)
+    results = train_cdi_model(train_raw, test_raw, config, backend=impl)
     impl, history = results["backend"], results["history"]
     save_config(config, out_dir / "config.yaml")
     provenance["backend"] = {"name": impl.name, "framework_version": impl.framework_version()}
+    if execution is not None:
+        provenance["execution"] = dataclasses.asdict(execution)
     write_json(out_dir / PROVENANCE_JSON, provenance)
     json_path, csv_path = write_history(out_dir, history)
     loss_png = plot_training_history(
@@ -293,5 +302,6 @@ def run(args: argparse.Namespace) -> int:
             M=args.M,
             command=args.command_line,
             backend=args.backend,
+            execution=execution_options(args),
         )
     return 0

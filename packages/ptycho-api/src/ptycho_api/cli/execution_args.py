@@ -1,0 +1,54 @@
+"""``--device``, ``--precision``, ``--compile``, ``--channels-last``: the shared execution options."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ptycho_api.execution import COMPILE_MODES, DEVICES, PRECISIONS, ExecutionOptions
+
+__all__ = ["add_execution_options", "execution_options", "apply_execution"]
+
+
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    """Register the execution options on a subcommand."""
+    group = p.add_argument_group("execution (either backend; see docs/execution.md)")
+    group.add_argument(
+        "--device",
+        default="auto",
+        help=f"{'|'.join(DEVICES)}: auto takes the first GPU when one is visible (default auto)",
+    )
+    group.add_argument(
+        "--precision",
+        default="32",
+        help=f"{'|'.join(PRECISIONS)}: IEEE float32, TF32 matmuls on NVIDIA GPUs, or bfloat16 "
+        "autocast (PyTorch only) (default 32)",
+    )
+    group.add_argument(
+        "--compile",
+        default="off",
+        help=f"{'|'.join(COMPILE_MODES)}: torch.compile mode (reduce-overhead adds CUDA graphs); "
+        "TensorFlow compiles with XLA for any mode but off (default off)",
+    )
+    group.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels-last memory format for PyTorch convolutions (TensorFlow always is)",
+    )
+
+
+def execution_options(args: argparse.Namespace) -> ExecutionOptions:
+    """The validated options of a parsed command line (``ConfigError`` names a bad flag)."""
+    return ExecutionOptions(
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        channels_last=args.channels_last,
+    ).validate()
+
+
+def apply_execution(backend: Any, options: ExecutionOptions | None) -> Any:
+    """Apply ``options`` to a backend instance (nothing when None); -> the backend."""
+    if options is not None:
+        backend.apply_execution(options)
+    return backend
