@@ -385,7 +385,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for label, section, key in rows:
         cells = [_fmt(report["backends"][n].get(section, {}), key) for n in names]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(cell != "-" for cell in cells):  # rows of sections not run (--only) are left out
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     shared = report["shared"]
     if "sizes" in report and report.get("only", "all") == "all":
         z = report["sizes"]

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from ptycho_api.cli.reconstruct import _read_whole
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import DataError
 from ptycho_api.normalization import normalization_factor
@@ -219,3 +220,13 @@ def test_streamed_reconstruction_equals_the_in_memory_one(tmp_path, raw, kind):
     np.testing.assert_array_equal(streamed.global_offsets, container.global_offsets)
     assert streamed.canvas.shape == expected.shape and streamed.kind == "counts"
     np.testing.assert_allclose(streamed.canvas, expected, rtol=1e-6, atol=0)
+
+
+def test_a_contract_hdf5_is_read_whole_like_its_npz(tmp_path, raw):
+    """What ``ptycho reconstruct`` loads when it cannot stream (gridsize > 1, ``--n-groups``)."""
+    arrays = _arrays(raw, _counts(raw))
+    from_h5 = _read_whole(_write(tmp_path / "scan", "hdf5", arrays), "auto")
+    from_npz = _read_whole(_write(tmp_path / "scan", "stored", arrays), "auto")
+    np.testing.assert_array_equal(from_h5.diff3d, from_npz.diff3d)
+    np.testing.assert_array_equal(from_h5.xcoords, from_npz.xcoords)
+    np.testing.assert_array_equal(from_h5.probeGuess, from_npz.probeGuess)
