@@ -4,8 +4,9 @@ roofline fraction and a streamed reconstruction of a million patterns (``bench.s
 Prediction is timed with inputs already on the device (what the network and the physics cost)
 and through ``Backend.predict`` (numpy in and out, what a user gets). "full" is the model's object
 path (network + overlap-canvas physics, what ``predict`` runs), "bare" the network alone.
-Training is Lightning's epoch and a plain PyTorch loop over device-resident data (forward,
-Poisson NLL, backward, Adam), both on the same patterns.
+Training is Lightning's epoch (data held on the GPU by ``training.resident_device``) and a
+plain PyTorch loop over the same device-resident patterns (forward, Poisson NLL, backward,
+fused Adam): the loop is the baseline the Lightning figure should approach.
 
     python benchmarks/gpu/bench_gpu.py --out bench-results           # on the GPU machine
     python benchmarks/gpu/bench_gpu.py --device cpu --quick          # a smoke run anywhere

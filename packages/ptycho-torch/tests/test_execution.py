@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from ptycho_api.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_api.errors import BackendError
@@ -18,6 +19,8 @@ from ptycho_api.execution import BF16_REL_TOLERANCE, ExecutionOptions
 from ptycho_api.normalization import intensity_scale
 from ptycho_api.workflows import as_container
 from ptycho_torch.backend import Backend
+from ptycho_torch.lightning_module import make_dataloaders
+from ptycho_torch.sampling import EpochSeededSampler
 
 REASSOCIATION = 1e-5
 """Float32 results of the same network summed in another order (other convolution kernels, a
@@ -106,3 +109,22 @@ def test_bf16_mixed_training_runs_in_bfloat16(scan_64, tmp_path):
     history = backend.train(model, container, None, config)
     assert backend.last_trainer.precision == "bf16-mixed"
     assert np.isfinite(history["loss"]).all()
+
+
+def test_batched_loader_yields_the_per_sample_batches(scan_64):
+    """``BatchedTensors`` gathers each batch at once: the same values, in the same seeded order,
+    as ``TensorDataset`` with default collation (exact: a gather copies values)."""
+    config = TrainingConfig(model=ModelConfig(N=64, gridsize=1), n_groups=64, seed=4)
+    container = as_container(scan_64, config)
+    train, val = make_dataloaders(container, 16, seed=4)
+    x = torch.from_numpy(container.X * np.float32(container.intensity_scale))
+    o = torch.from_numpy(container.local_offsets)
+    reference = TensorDataset(x[:60], o[:60])
+    expected = DataLoader(reference, batch_size=16, sampler=EpochSeededSampler(reference, 4))
+    for epoch in (0, 1):
+        train.sampler.set_epoch(epoch)
+        expected.sampler.set_epoch(epoch)
+        for got, want in zip(train, expected, strict=True):
+            assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    ((vx, vo),) = list(val)
+    assert torch.equal(vx, x[60:]) and torch.equal(vo, o[60:])

@@ -6,6 +6,7 @@ model object it hands out is a ``ptycho_torch.model.PtychoPINN`` (the autoencode
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -159,14 +160,19 @@ class Backend:
             model.to(self.predict_device())
             if self.options.channels_last:
                 model.to(memory_format=torch.channels_last)
-        return inference.predict_patches(
-            model,
-            x_scaled,
-            local_offsets,
-            batch_size=batch_size,
-            compiled=self.execution.compile,
-            autocast=torch.bfloat16 if self.execution.precision == "bf16-mixed" else None,
+        cast = (
+            torch.autocast(inference._model_device(model).type, dtype=torch.bfloat16)
+            if self.execution.precision == "bf16-mixed"
+            else contextlib.nullcontext()
         )
+        with cast:
+            return inference.predict_patches(
+                model,
+                x_scaled,
+                local_offsets,
+                batch_size=batch_size,
+                compiled=self.execution.compile,
+            )
 
     def reassemble_position(
         self, patches: np.ndarray, global_offsets: np.ndarray, M: int = 20

@@ -8,7 +8,6 @@ takes a ``device``. The Ptychodus-facing model wrapper is :mod:`ptycho_torch.wra
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
 
@@ -54,15 +53,13 @@ def predict_patches(
     *,
     batch_size: int = 64,
     compiled: bool | str = False,
-    autocast: torch.dtype | None = None,
 ) -> np.ndarray:
     """Object patches ``(B, N, N, 1)`` complex64 from s*X ``(B, N, N, C)`` and offsets ``(B, 1, 2, C)``.
 
     ``model`` is the autoencoder ``build_model`` returns; its ``diffraction_to_obj`` part runs in
     ``torch.inference_mode`` on the model's device, ``batch_size`` groups at a time; ``compiled``
-    (True or a ``torch.compile`` mode) compiles that forward once per model and mode;
-    ``autocast`` (e.g. ``torch.bfloat16``) runs it under ``torch.autocast`` of that dtype, the
-    outputs cast back to float32.
+    (True or a ``torch.compile`` mode) compiles that forward once per model and mode. Under a
+    caller's ``torch.autocast`` the outputs are cast back to float32.
     """
     x_scaled = np.asarray(x_scaled, dtype=np.float32)
     local_offsets = np.asarray(local_offsets, dtype=np.float32)
@@ -76,16 +73,11 @@ def predict_patches(
     device = _model_device(model)
     mode = "default" if compiled is True else (compiled or None)
     net = _network(model, mode)
-    cast = (
-        torch.autocast(device.type, dtype=autocast)
-        if autocast is not None
-        else contextlib.nullcontext()
-    )
     was_training = model.training
     model.eval()
     out = np.empty((len(x_scaled), x_scaled.shape[1], x_scaled.shape[2], 1), dtype=np.complex64)
     try:
-        with torch.inference_mode(), cast:
+        with torch.inference_mode():
             for lo in range(0, len(x_scaled), batch_size):
                 x = torch.from_numpy(x_scaled[lo : lo + batch_size]).to(device, non_blocking=True)
                 o = torch.from_numpy(local_offsets[lo : lo + batch_size]).to(

@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from ptycho_api.atomic import atomic_write_text
 from ptycho_api.backend import TrainingHistory
@@ -36,6 +36,7 @@ __all__ = [
     "keras_plateau_scheduler",
     "HistoryCallback",
     "make_dataloaders",
+    "BatchedTensors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -273,41 +274,75 @@ class HistoryCallback(Callback):
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
 
 
+class BatchedTensors(Dataset):
+    """Equal-length tensors fetched a batch at a time: one gather per tensor per batch.
+
+    ``TensorDataset`` with the default collation indexes every sample and stacks them (a
+    kernel launch per sample and tensor on a GPU); ``__getitems__`` takes the whole batch's
+    indices at once and returns the stacked batch, the same values in the same order.
+    """
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        rows = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
+        return tuple(t.index_select(0, rows) for t in self.tensors)
+
+
+def _as_batch(batch: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """The collate function of ``BatchedTensors``: the batch is already stacked."""
+    return list(batch)
+
+
 def make_dataloaders(
     container: PtychoDataContainer,
     batch_size: int,
     seed: int | None,
     num_workers: int = 0,
     targets: SupervisedTargets | None = None,
+    device: torch.device | None = None,
 ) -> tuple[DataLoader, DataLoader | None]:
     """Training and validation loaders of ``(s*X (B,N,N,C), local_offsets (B,1,2,C))`` float32,
     with ``targets`` (supervised mode) also its amplitude and phase ``(B,N,N,C)`` float32.
 
     Validation = the last groups in array order (none if ``B - int(0.95 B) == 0``); the training
     loader reshuffles every epoch, epoch k's order a function of ``seed`` and k alone
-    (``EpochSeededSampler``, so a resumed run replays it; None: nondeterministic).
+    (``EpochSeededSampler``, so a resumed run replays it; None: nondeterministic). ``device``
+    (with ``num_workers`` 0) holds the data there for the whole run: batches are gathered on
+    it and never copied from the host.
     """
     x_scaled = torch.from_numpy(container.X * np.float32(container.intensity_scale))
     offsets = torch.from_numpy(np.ascontiguousarray(container.local_offsets, dtype=np.float32))
     tensors = [x_scaled, offsets]
     if targets is not None:
         tensors += [torch.from_numpy(targets.amplitude), torch.from_numpy(targets.phase)]
+    if device is not None and num_workers == 0:
+        tensors = [t.to(device) for t in tensors]
     n_train = SCHEDULE.n_train(len(container))
-    train_set = TensorDataset(*(t[:n_train] for t in tensors))
+    train_set = BatchedTensors(*(t[:n_train] for t in tensors))
     train_loader = DataLoader(
         train_set,
         batch_size=batch_size,
         sampler=EpochSeededSampler(train_set, seed),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        collate_fn=_as_batch,
     )
     val_loader = None
     if n_train < len(container):
         val_loader = DataLoader(
-            TensorDataset(*(t[n_train:] for t in tensors)),
+            BatchedTensors(*(t[n_train:] for t in tensors)),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            collate_fn=_as_batch,
         )
     return train_loader, val_loader

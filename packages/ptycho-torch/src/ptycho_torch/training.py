@@ -110,6 +110,21 @@ def _resume_path(execution: ExecutionConfig, output_dir: Path) -> str | None:
     return str(path)
 
 
+def resident_device(execution: ExecutionConfig) -> torch.device | None:
+    """The one GPU a single-device run trains on, where its data then stay; else None (host).
+
+    Several devices (DDP) shard the data per process, and DataLoader workers cannot hand out
+    CUDA tensors, so those runs keep the data on the host and Lightning copies each batch.
+    """
+    single = execution.strategy == "auto" and execution.devices in (1, "1", [0])
+    wants_gpu = execution.accelerator in ("gpu", "cuda") or (
+        execution.accelerator == "auto" and torch.cuda.is_available()
+    )
+    if single and wants_gpu and execution.num_workers == 0 and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return None
+
+
 def train_model(
     model: PtychoPINN,
     train: PtychoDataContainer,
@@ -143,7 +158,12 @@ def train_model(
         supervised_targets(train, config.model) if config.model.model_type == "supervised" else None
     )
     train_loader, val_loader = make_dataloaders(
-        train, config.batch_size, config.seed, execution.num_workers, targets=targets
+        train,
+        config.batch_size,
+        config.seed,
+        execution.num_workers,
+        targets=targets,
+        device=resident_device(execution),
     )
     monitor = SCHEDULE.plateau_monitor(val_loader is not None)
     history_cb = HistoryCallback(config.nepochs, output_dir / HISTORY_FILE, progress, should_stop)
