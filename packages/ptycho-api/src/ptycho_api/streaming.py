@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ptycho_api.atomic import atomic_path
 from ptycho_api.errors import DataError
+from ptycho_api.normalization import _pattern_energies
 from ptycho_api.plausibility import _SAMPLE_VALUES, resolve_data_kind
 from ptycho_api.rawdata import (
     _NPY_HEADER_READERS,
@@ -69,9 +70,6 @@ CHUNK_BYTES = 16 * 2**20
 """Default bytes of float32 amplitudes per chunk (1,024 patterns of 64 x 64): each read and
 predict call is long against its fixed cost, and the chunk's working copies (stored values,
 amplitudes, scaled input, complex64 patches and the framework's own) stay near 100 MB."""
-
-_ENERGY_BLOCK = 1024
-"""Patterns squared at a time: bounds the float64 temporaries; each pattern's sum is the same."""
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -285,12 +283,8 @@ def _amplitudes(patterns: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _energies(amplitudes: np.ndarray) -> np.ndarray:
-    """``sum X^2`` per pattern of ``(b, N, N)`` float32, float64, as ``normalization`` sums it."""
-    out = np.empty(len(amplitudes), dtype=np.float64)
-    for lo in range(0, len(amplitudes), _ENERGY_BLOCK):
-        part = amplitudes[lo : lo + _ENERGY_BLOCK].astype(np.float64)
-        out[lo : lo + _ENERGY_BLOCK] = np.sum(part * part, axis=(1, 2))
-    return out
+    """``sum X^2`` per pattern of ``(b, N, N)`` float32: ``normalization``'s own sums, float64."""
+    return _pattern_energies(amplitudes[..., None])[:, 0]
 
 
 def _check_chunk(check: _Check, key: str, lo: int, patterns: np.ndarray) -> None:
@@ -357,9 +351,7 @@ def scan_statistics(
     if not non_zero:
         raise check.fail(stream.key, "some non-zero amplitudes or counts", f"{n} all-zero patterns")
     kind = known or resolve_data_kind(sample, data_kind, source=stream.source, key=stream.key)
-    mean_energy = float(np.mean(energies))
-    if not mean_energy > 0:
-        raise ValueError("cannot normalise diffraction whose patterns are all zero")
+    mean_energy = float(np.mean(energies))  # > 0: some value is non-zero (checked above)
     return ScanStatistics(kind, math.sqrt((N / 2) ** 2 / mean_energy))
 
 
