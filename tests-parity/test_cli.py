@@ -135,7 +135,10 @@ def reconstruct(workdir: Path, model: Path, backend: str, out: str, *extra: str)
         cwd=workdir,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "| execution: device auto, precision 32, compile off" in res.stdout.splitlines()[0]
+    assert (
+        "| execution: device auto, precision 32, compile off, kernels auto"
+        in res.stdout.splitlines()[0]
+    )
     with np.load(workdir / out / "reconstruction.npz") as npz:
         image = npz["object"]
     assert image.dtype == np.complex64 and image.ndim == 2 and np.isfinite(image).all()

@@ -93,17 +93,21 @@ def flops_per_pattern(model: torch.nn.Module, device: torch.device) -> float:
 
 def predict_figures(device: torch.device, batches: list[int], seconds: float) -> list[dict]:
     """Full and bare predict rates per option and batch, inputs on the device."""
+    framework, fused = "framework", "fused"
     options = [
-        ExecutionOptions(precision="32"),
-        ExecutionOptions(precision="tf32"),
-        ExecutionOptions(precision="tf32", channels_last=True),
-        ExecutionOptions(precision="bf16-mixed"),
-        ExecutionOptions(precision="bf16-mixed", channels_last=True),
-        ExecutionOptions(precision="tf32", compile="default"),
-        ExecutionOptions(precision="bf16-mixed", compile="reduce-overhead"),
+        ExecutionOptions(precision="32", kernels=framework),
+        ExecutionOptions(precision="tf32", kernels=framework),
+        ExecutionOptions(precision="tf32", kernels=fused),
+        ExecutionOptions(precision="tf32", channels_last=True, kernels=fused),
+        ExecutionOptions(precision="bf16-mixed", kernels=framework),
+        ExecutionOptions(precision="bf16-mixed", kernels=fused),
+        ExecutionOptions(precision="bf16-mixed", channels_last=True, kernels=fused),
+        ExecutionOptions(precision="tf32", compile="default", kernels=framework),
+        ExecutionOptions(precision="bf16-mixed", compile="reduce-overhead", kernels=framework),
     ]
     if device.type == "cpu":
-        options = options[:2] + options[3:4]
+        options = [o for o in options if o.kernels == framework and o.compile == "off"]
+        options = [o for o in options if not o.channels_last]
     rows = []
     for opt in options:
         backend = Backend()
@@ -113,9 +117,11 @@ def predict_figures(device: torch.device, batches: list[int], seconds: float) ->
                 precision=opt.precision,
                 compile=opt.compile,
                 channels_last=opt.channels_last,
+                kernels=opt.kernels,
             )
         )
         model = _model(backend).to(device).eval()
+        model.fused_physics = backend.execution.fused_physics
         if opt.channels_last:
             model.to(memory_format=torch.channels_last)
         full: torch.nn.Module = ObjectCrop(model)
@@ -225,6 +231,7 @@ def _plain_loop(
 ) -> float:
     """Forward, Poisson NLL, backward and fused Adam over device-resident data, patterns/s."""
     model = _model(backend).to(device).train()
+    model.fused_physics = backend.execution.fused_physics  # the physics Lightning trains with
     x_all = torch.from_numpy(X).to(device) * float(intensity_scale(1e9, N))
     o = torch.zeros(batch, 1, 2, 1, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device.type == "cuda")

@@ -9,10 +9,12 @@ from ptycho_api.execution import ExecutionOptions, auto_batch_size
 
 
 def test_defaults_are_exact_and_aliases_are_normalised():
-    assert ExecutionOptions().validate() == ExecutionOptions("auto", "32", "off", False)
-    options = ExecutionOptions(device="CUDA", precision="bf16", compile="none").validate()
+    assert ExecutionOptions().validate() == ExecutionOptions("auto", "32", "off", False, "auto")
+    options = ExecutionOptions(
+        device="CUDA", precision="bf16", compile="none", kernels="Fused"
+    ).validate()
     assert (options.device, options.precision, options.compile) == ("gpu", "bf16-mixed", "off")
-    assert options.describe() == "device gpu, precision bf16-mixed, compile off"
+    assert options.describe() == "device gpu, precision bf16-mixed, compile off, kernels fused"
     assert ExecutionOptions(channels_last=True).describe().endswith(", channels-last")
 
 
@@ -27,6 +29,7 @@ def test_defaults_are_exact_and_aliases_are_normalised():
         ("precision", "16", "(--precision): expected one of 32, tf32, bf16-mixed; found '16'"),
         ("compile", "fast", "(--compile): expected one of off, default, reduce-overhead"),
         ("channels_last", "yes", "(--channels-last): expected true or false; found 'yes'"),
+        ("kernels", "cuda", "(--kernels): expected one of auto, framework, fused; found 'cuda'"),
     ],
 )
 def test_a_bad_option_names_the_flag_expected_and_found(field, value, message):

@@ -49,9 +49,13 @@ def _predict(setup, **options) -> np.ndarray:
         backend.apply_execution(ExecutionOptions(device="cpu"))
 
 
-def test_xla_compiled_inference_equals_eager(setup):
+@pytest.mark.parametrize("option", [{"compile": "max-autotune"}, {"kernels": "fused"}])
+def test_xla_compiled_inference_equals_eager(setup, option):
+    """Fused kernels on TensorFlow are XLA's: the same float32 physics, reassociated."""
     backend = setup[0]
-    got = _predict(setup, compile="max-autotune")
+    backend.apply_execution(ExecutionOptions(device="cpu", **option))
+    assert backend.jit_compile
+    got = _predict(setup, **option)
     assert not backend.jit_compile  # reset by the default options
     error = float(np.linalg.norm(got - setup[4]) / np.linalg.norm(setup[4]))
     assert error <= REASSOCIATION

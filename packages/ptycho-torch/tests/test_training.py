@@ -185,12 +185,16 @@ def test_adam_uses_keras_epsilon():
     assert isinstance(optimizer, KerasAdam)
 
 
-def test_keras_adam_follows_the_keras_update_rule():
-    """Keras: w -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps); tiny gradients expose the eps."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_keras_adam_follows_the_keras_update_rule(fused):
+    """Keras: w -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps); tiny gradients expose the eps.
+
+    The fused kernel (what CUDA training uses) runs on the CPU too, so both paths are checked.
+    """
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=50)
     param = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
-    optimizer = KerasAdam([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    optimizer = KerasAdam([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-7, fused=fused)
     w, m, v = w0.copy(), np.zeros(50), np.zeros(50)
     for t in range(1, 4):
         g = rng.choice([-1.0, 1.0], 50) * 10.0 ** rng.uniform(-9, 2, 50)
@@ -201,6 +205,35 @@ def test_keras_adam_follows_the_keras_update_rule():
         w = w - 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
         np.testing.assert_allclose(param.detach().numpy(), w, rtol=0, atol=1e-12)
     assert optimizer.param_groups[0]["eps"] == 1e-7
+
+
+def test_keras_adam_step_count_survives_a_state_dict_round_trip():
+    """A resumed optimizer continues Keras' epsilon schedule at the step where it stopped."""
+    grads = [torch.tensor([1e-8, 1.0], dtype=torch.float64) * k for k in (1.0, -2.0, 3.0, 0.5)]
+    straight = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    opt = KerasAdam([straight], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    for g in grads:
+        straight.grad = g.clone()
+        opt.step()
+    resumed = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    first = KerasAdam([resumed], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    for g in grads[:2]:
+        resumed.grad = g.clone()
+        first.step()
+    second = KerasAdam([resumed], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    second.load_state_dict(first.state_dict())
+    for g in grads[2:]:
+        resumed.grad = g.clone()
+        second.step()
+    # Same arithmetic in the same order: identical to the last bit.
+    assert torch.equal(resumed.detach(), straight.detach())
+    assert second.param_groups[0]["keras_step"] == 4
+
+
+def test_adam_is_fused_only_on_cuda_by_default():
+    param = torch.nn.Parameter(torch.zeros(3))
+    assert not KerasAdam.from_schedule([param]).defaults["fused"]
+    assert KerasAdam.from_schedule([param], fused=True).defaults["fused"]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Execution options a user sets for either backend, in one vocabulary (``--device``, ``--precision``,
-``--compile``, ``--channels-last``, ``--batch-size``).
+``--compile``, ``--channels-last``, ``--kernels``, ``--batch-size``).
 
 Each backend maps them onto its framework (``Backend.apply_execution``):
 
@@ -15,9 +15,16 @@ option                    PyTorch                                     TensorFlow
                           physics and outputs float32
 ``compile``               ``torch.compile`` with that mode            XLA ``jit_compile`` (any mode but ``off``)
 ``channels_last``         ``torch.channels_last`` memory format       always (Keras is NHWC): accepted, no-op
+``kernels="fused"``       the physics around the network in our own   the model compiled with XLA, which fuses
+                          Triton kernels (needs a CUDA GPU and        the physics' elementwise ops
+                          ``triton``)
+``kernels="auto"``        fused on a CUDA GPU with ``triton`` and     framework ops (XLA only with ``compile``)
+                          ``compile`` off, else framework ops
 ========================  ==========================================  ==========================================
 
-The default (``auto``, ``32``, ``off``, no channels-last) is exact and safe on any machine.
+The default (``auto``, ``32``, ``off``, no channels-last, ``auto`` kernels) is exact and safe on
+any machine: the fused kernels compute the same float32 physics as the framework ops (their tests
+bound the difference by float32 rounding).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "DEVICES",
     "PRECISIONS",
     "COMPILE_MODES",
+    "KERNELS",
     "BF16_REL_TOLERANCE",
     "ExecutionOptions",
     "auto_batch_size",
@@ -40,6 +48,10 @@ DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("32", "tf32", "bf16-mixed")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 """``torch.compile`` modes (``reduce-overhead`` adds CUDA graphs); XLA has one: any but ``off``."""
+
+KERNELS = ("auto", "framework", "fused")
+"""Who computes the physics around the network: ``framework`` ops, our ``fused`` kernels, or
+``auto`` (fused where they pay off: a CUDA GPU)."""
 
 BF16_REL_TOLERANCE = 2e-2
 """Bound on ``||bf16 - f32|| / ||f32||`` of predicted object patches. bfloat16 keeps 8
@@ -59,10 +71,16 @@ class ExecutionOptions:
     precision: str = "32"
     compile: str = "off"
     channels_last: bool = False
+    kernels: str = "auto"
 
     def validate(self) -> ExecutionOptions:
         """Normalise aliases (``cuda``, ``32-true``, ``bf16``, ``none``) and check every field."""
-        fields = {"device": DEVICES, "precision": PRECISIONS, "compile": COMPILE_MODES}
+        fields = {
+            "device": DEVICES,
+            "precision": PRECISIONS,
+            "compile": COMPILE_MODES,
+            "kernels": KERNELS,
+        }
         values = {}
         for name, allowed in fields.items():
             value = str(getattr(self, name)).strip().lower()
@@ -81,8 +99,11 @@ class ExecutionOptions:
         return ExecutionOptions(channels_last=self.channels_last, **values)
 
     def describe(self) -> str:
-        """One line for the run header, e.g. ``device auto, precision 32, compile off``."""
-        text = f"device {self.device}, precision {self.precision}, compile {self.compile}"
+        """One line for the run header, e.g. ``device auto, precision 32, compile off, kernels auto``."""
+        text = (
+            f"device {self.device}, precision {self.precision}, compile {self.compile}, "
+            f"kernels {self.kernels}"
+        )
         return text + (", channels-last" if self.channels_last else "")
 
 

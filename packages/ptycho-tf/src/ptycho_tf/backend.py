@@ -58,8 +58,9 @@ class Backend:
         """Map the shared execution options onto TensorFlow (``ptycho_api.execution``).
 
         ``device`` places ops on ``/CPU:0`` or ``/GPU:0``; ``precision`` sets TensorFlow's
-        process-wide TF32 switch (on for ``tf32`` only); ``compile`` other than ``off`` turns
-        on XLA; ``channels_last`` is Keras' own layout. ``bf16-mixed`` is refused: the Keras
+        process-wide TF32 switch (on for ``tf32`` only); ``compile`` other than ``off`` or
+        ``kernels`` ``fused`` turns on XLA, which fuses the physics around the network (there
+        are no hand-written TensorFlow kernels); ``channels_last`` is Keras' own layout. ``bf16-mixed`` is refused: the Keras
         model's layers are built float32 and their complex physics has no bfloat16 kernels.
         """
         options = options.validate()
@@ -71,7 +72,7 @@ class Backend:
             )
         self._placement = self._device(options.device)
         tf.config.experimental.enable_tensor_float_32_execution(options.precision == "tf32")
-        self.jit_compile = options.compile != "off"
+        self.jit_compile = options.compile != "off" or options.kernels == "fused"
         self.options = options
 
     @staticmethod

@@ -7,6 +7,7 @@ model object it hands out is a ``ptycho_torch.model.PtychoPINN`` (the autoencode
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -25,7 +26,7 @@ from ptycho_api.container import PtychoDataContainer
 from ptycho_api.errors import BackendError
 from ptycho_api.execution import ExecutionOptions, auto_batch_size
 from ptycho_bundle.layout import archive_path_for
-from ptycho_torch import archive, inference
+from ptycho_torch import archive, inference, kernels
 from ptycho_torch.config import ExecutionConfig
 from ptycho_torch.logs import LOG_FILTERS
 from ptycho_torch.model import PtychoPINN, build_model
@@ -56,8 +57,8 @@ class Backend:
     def apply_execution(self, options: ExecutionOptions) -> None:
         """Map the shared execution options onto this backend (``ptycho_api.execution``).
 
-        Sets ``execution`` (accelerator, precision, compile, channels-last) and PyTorch's
-        process-wide TF32 switches: on for ``tf32``, off otherwise (IEEE float32).
+        Sets ``execution`` (accelerator, precision, compile, channels-last, fused physics) and
+        PyTorch's process-wide TF32 switches: on for ``tf32``, off otherwise (IEEE float32).
         """
         options = options.validate()
         device = self._device(options.device)
@@ -67,11 +68,38 @@ class Backend:
             precision="bf16-mixed" if options.precision == "bf16-mixed" else "32-true",
             compile=False if options.compile == "off" else options.compile,
             channels_last=options.channels_last,
+            fused_physics=self._fused(options.kernels, device, options.compile != "off"),
         ).validate()
         tf32 = options.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         self.options = options
+
+    @staticmethod
+    def _fused(kernels_option: str, device: torch.device, compiling: bool) -> bool:
+        """Whether ``--kernels`` means our Triton kernels on ``device``; refuses what cannot run.
+
+        ``auto`` leaves a compiled model to ``torch.compile``, which generates its own Triton
+        code for the physics and would only break its graph around ours.
+        """
+        if kernels_option == "framework":
+            return False
+        importable = importlib.util.find_spec("triton") is not None
+        usable = importable and (device.type == "cuda" or kernels.interpreter_requested())
+        if kernels_option == "auto":
+            return usable and device.type == "cuda" and not compiling
+        if not usable:
+            found = (
+                f"device {device} with TRITON_INTERPRET unset"
+                if importable
+                else "no importable triton package"
+            )
+            raise BackendError(
+                "--kernels fused: expected the triton package and a CUDA device (or "
+                f"TRITON_INTERPRET=1 to run them on the CPU, slowly); found {found}. Use "
+                "--kernels framework or auto"
+            )
+        return True
 
     @staticmethod
     def _device(name: str) -> torch.device:
@@ -160,6 +188,7 @@ class Backend:
             model.to(self.predict_device())
             if self.options.channels_last:
                 model.to(memory_format=torch.channels_last)
+        model.fused_physics = self.execution.fused_physics
         cast = (
             torch.autocast(inference._model_device(model).type, dtype=torch.bfloat16)
             if self.execution.precision == "bf16-mixed"

@@ -22,7 +22,9 @@ class ExecutionConfig:
     DataLoader worker count; ``deterministic`` makes Lightning select deterministic kernels;
     ``compile`` wraps the network with ``torch.compile`` (training and prediction): True or a
     mode (``default``, ``reduce-overhead``, ``max-autotune``). ``channels_last`` stores the
-    convolution weights in ``torch.channels_last`` format.
+    convolution weights in ``torch.channels_last`` format. ``fused_physics`` computes the physics
+    around the network with the Triton kernels of ``ptycho_torch.kernels`` (CUDA, or Triton's
+    interpreter where ``TRITON_INTERPRET=1``).
     ``enable_progress_bar``: Lightning's per-batch bar; None shows it only when stdout is a
     terminal (in a log file it is a wall of carriage returns; one line per epoch is logged anyway).
     ``resume_from`` is a checkpoint path, or ``"last"`` for ``<output_dir>/checkpoints/last.ckpt``.
@@ -36,6 +38,7 @@ class ExecutionConfig:
     deterministic: bool = False
     compile: bool | str = False
     channels_last: bool = False
+    fused_physics: bool = False
     enable_progress_bar: bool | None = None
     resume_from: str | Path | None = None
 

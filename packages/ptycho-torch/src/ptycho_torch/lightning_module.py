@@ -41,6 +41,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+KERAS_STEP = "keras_step"
+"""Param-group key of ``KerasAdam``'s step count (saved with the optimizer's state)."""
+
 
 class KerasAdam(torch.optim.Adam):
     """``torch.optim.Adam`` with Keras' epsilon convention (decision 10, parity.md section 3).
@@ -55,13 +58,21 @@ class KerasAdam(torch.optim.Adam):
     """
 
     @classmethod
-    def from_schedule(cls, parameters: Any) -> KerasAdam:
-        """Adam with the learning rate, betas and epsilon of ``SCHEDULE``."""
+    def from_schedule(cls, parameters: Any, fused: bool | None = None) -> KerasAdam:
+        """Adam with the learning rate, betas and epsilon of ``SCHEDULE``.
+
+        ``fused`` None: torch's fused Adam kernel (one launch per step for all parameters) when
+        every parameter is on a CUDA device, else the default implementation.
+        """
+        params = list(parameters)
+        if fused is None:
+            fused = bool(params) and all(p.device.type == "cuda" for p in params)
         return cls(
-            parameters,
+            params,
             lr=SCHEDULE.learning_rate,
             betas=(SCHEDULE.beta_1, SCHEDULE.beta_2),
             eps=SCHEDULE.epsilon,
+            fused=fused or None,
         )
 
     @torch.no_grad()
@@ -70,19 +81,27 @@ class KerasAdam(torch.optim.Adam):
         keras_eps = []
         for group in self.param_groups:
             keras_eps.append(group["eps"])
-            t = 1
-            for p in group["params"]:
-                if p.grad is not None:
-                    state = self.state.get(p)
-                    if state and "step" in state:
-                        t = int(state["step"]) + 1
-                    break
+            # The step count is kept in the group as a Python int: reading torch's own counter
+            # would copy it from the device on every step under the fused kernel.
+            if KERAS_STEP not in group:
+                group[KERAS_STEP] = self._restored_step(group)
+            if any(p.grad is not None for p in group["params"]):
+                group[KERAS_STEP] += 1
+            t = max(group[KERAS_STEP], 1)
             group["eps"] = group["eps"] / math.sqrt(1.0 - group["betas"][1] ** t)
         try:
             return super().step(closure)
         finally:
             for group, eps in zip(self.param_groups, keras_eps, strict=True):
                 group["eps"] = eps
+
+    def _restored_step(self, group: dict[str, Any]) -> int:
+        """Steps already taken by ``group`` (from torch's state after ``load_state_dict``)."""
+        for p in group["params"]:
+            state = self.state.get(p)
+            if state and "step" in state:
+                return int(state["step"])
+        return 0
 
 
 class PtychoLightningModule(L.LightningModule):

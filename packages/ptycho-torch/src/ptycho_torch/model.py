@@ -30,7 +30,7 @@ from ptycho_api.errors import ConfigError
 from ptycho_api.normalization import intensity_scale as default_intensity_scale
 from ptycho_api.physics import padded_size
 from ptycho_api.probe import default_probe, normalize_probe
-from ptycho_torch import physics
+from ptycho_torch import kernels, physics
 from ptycho_torch.modules import DiffractionToObject
 
 __all__ = ["PtychoPINN", "build_model", "create_model_with_gridsize"]
@@ -116,6 +116,8 @@ class PtychoPINN(nn.Module):
     ``log_intensity_scale`` (lambda = log s) is an ``nn.Parameter`` iff ``intensity_scale_trainable``
     and the normalised probe's real and imaginary parts are parameters iff ``probe_trainable``
     (decision 4); otherwise they are buffers (constant, still saved in the state_dict).
+    ``fused_physics`` (not saved): compute the physics around the network with the Triton
+    kernels of :mod:`ptycho_torch.kernels` instead of framework ops (same float32 numbers).
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class PtychoPINN(nn.Module):
         self.set_trainable(probe=probe_trainable, intensity_scale=intensity_scale_trainable)
         self.register_buffer("center_mask", physics.center_mask(N), persistent=False)
         self.register_buffer("support_mask", physics.support_mask(N), persistent=False)
+        self.fused_physics = False
         self.reset_parameters(generator)
 
     @property
@@ -216,10 +219,13 @@ class PtychoPINN(nn.Module):
         amp, phase = self._decode(x_scaled)
         # Under bf16 autocast only the network runs in bfloat16; the physics stays float32.
         amp, phase = amp.float(), phase.float()
-        if not self.model_config.probe_big:
-            # The reference forward model keeps only the centre box without probe_big
-            # (a no-op with pad_object, whose decoder is already zero outside it).
-            amp = amp * self.center_mask
+        # The reference forward model keeps only the centre box without probe_big
+        # (a no-op with pad_object, whose decoder is already zero outside it).
+        mask = None if self.model_config.probe_big else self.center_mask
+        if self.fused_physics:
+            return kernels.object_from_heads(amp, phase, mask)
+        if mask is not None:
+            amp = amp * mask
         return amp * torch.cos(phase), amp * torch.sin(phase)
 
     def canvas(
@@ -228,6 +234,8 @@ class PtychoPINN(nn.Module):
         """Per-group overlap canvases ``(B, P, P)`` (real, imag) from NHWC inputs (B 7.6)."""
         patches = self.object_patches(x_scaled)
         with _float32(x_scaled):
+            if self.fused_physics and self.model_config.object_big:
+                return kernels.overlap_canvas(patches, local_offsets, self.padded)
             return physics.overlap_canvas(
                 patches, local_offsets, self.padded, self.model_config.object_big
             )
@@ -247,11 +255,13 @@ class PtychoPINN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The forward model of B 7 from the overlap canvases (float32 physics)."""
         trimmed = torch.complex(*physics.trim_canvas((c_re, c_im), self.N))
-        o_re, o_im = physics.extract_from_canvas((c_re, c_im), offsets, self.N)
-        p_re, p_im = self.probe_real, self.probe_imag
-        psi_re = p_re * o_re - p_im * o_im
-        psi_im = p_re * o_im + p_im * o_re
+        probe = (self.probe_real, self.probe_imag)
         sigma = self.model_config.gaussian_smoothing_sigma
+        if self.fused_physics:
+            psi_re, psi_im = kernels.extract_illuminate((c_re, c_im), offsets, self.N, probe)
+        else:
+            o_re, o_im = physics.extract_from_canvas((c_re, c_im), offsets, self.N)
+            psi_re, psi_im = physics.illuminate((o_re, o_im), probe)
         if sigma > 0:
             psi_re, psi_im = physics.smooth_field((psi_re, psi_im), sigma)
         if self.model_config.probe_mask:

@@ -186,6 +186,7 @@ def train_model(
     )
     if execution.channels_last:
         model.to(memory_format=torch.channels_last)
+    model.fused_physics = execution.fused_physics
     if execution.compile_mode is not None:
         model.compile(mode=execution.compile_mode)
     module = make_trainer(

@@ -1,11 +1,11 @@
-"""``--device``, ``--precision``, ``--compile``, ``--channels-last``: the shared execution options."""
+"""``--device``, ``--precision``, ``--compile``, ``--channels-last``, ``--kernels``: shared execution options."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ptycho_api.execution import COMPILE_MODES, DEVICES, PRECISIONS, ExecutionOptions
+from ptycho_api.execution import COMPILE_MODES, DEVICES, KERNELS, PRECISIONS, ExecutionOptions
 
 __all__ = ["add_execution_options", "execution_options", "apply_execution"]
 
@@ -35,6 +35,13 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="channels-last memory format for PyTorch convolutions (TensorFlow always is)",
     )
+    group.add_argument(
+        "--kernels",
+        default="auto",
+        help=f"{'|'.join(KERNELS)}: the physics around the network in fused kernels (PyTorch: "
+        "Triton on a CUDA GPU; TensorFlow: XLA) or framework ops; auto fuses on a CUDA GPU "
+        "with triton installed (default auto)",
+    )
 
 
 def execution_options(args: argparse.Namespace) -> ExecutionOptions:
@@ -44,6 +51,7 @@ def execution_options(args: argparse.Namespace) -> ExecutionOptions:
         precision=args.precision,
         compile=args.compile,
         channels_last=args.channels_last,
+        kernels=args.kernels,
     ).validate()
 
 
