@@ -31,9 +31,11 @@ import numpy as np
 import torch
 
 from ptycho_api.config import ModelConfig, TrainingConfig
+from ptycho_api.errors import BackendError
 from ptycho_api.execution import ExecutionOptions
 from ptycho_api.normalization import intensity_scale
 from ptycho_api.probe import default_probe
+from ptycho_torch import kernels
 from ptycho_torch.backend import Backend
 from ptycho_torch.losses import total_loss
 from ptycho_torch.modules import ObjectCrop
@@ -111,15 +113,20 @@ def predict_figures(device: torch.device, batches: list[int], seconds: float) ->
     rows = []
     for opt in options:
         backend = Backend()
-        backend.apply_execution(
-            ExecutionOptions(
-                device=device.type.replace("cuda", "gpu"),
-                precision=opt.precision,
-                compile=opt.compile,
-                channels_last=opt.channels_last,
-                kernels=opt.kernels,
+        try:
+            backend.apply_execution(
+                ExecutionOptions(
+                    device=device.type.replace("cuda", "gpu"),
+                    precision=opt.precision,
+                    compile=opt.compile,
+                    channels_last=opt.channels_last,
+                    kernels=opt.kernels,
+                )
             )
-        )
+        except BackendError as exc:  # e.g. the fused kernels failing their self-check here
+            rows.append({"options": opt.describe(), "error": str(exc)})
+            _log(rows[-1])
+            continue
         model = _model(backend).to(device).eval()
         model.fused_physics = backend.execution.fused_physics
         if opt.channels_last:
@@ -328,10 +335,17 @@ def markdown(report: dict) -> str:
         "",
         f"torch {report['torch']}; network forward {report['gflop_per_pattern']:.3f} GFLOP per pattern.",
         "",
+        "Fused kernels against framework ops on this device (relative, forward and gradients; "
+        f"accepted up to {kernels.SELF_CHECK_TOLERANCE:g}): "
+        f"{report.get('kernel_self_check', 'triton not available')}.",
+        "",
         "| options | batch | full (patterns/s) | bare (patterns/s) | full/bare | roofline (bare) |",
         "|---|---|---|---|---|---|",
     ]
     for r in report["predict"]:
+        if "error" in r:
+            lines.append(f"| {r['options']} | - | {r['error']} | | | |")
+            continue
         roof = r["bare"] * report["gflop_per_pattern"] * 1e9 / PEAK_FLOPS[r["precision"]]
         lines.append(
             f"| {r['options']} | {r['batch']} | {r['full']:,.0f} | {r['bare']:,.0f} | "
@@ -376,6 +390,11 @@ def main() -> None:
         "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
+    if kernels.available():
+        try:
+            report["kernel_self_check"] = f"{kernels.self_check(str(device)):.2e}"
+        except Exception as exc:  # recorded: the table says why the fused rows are missing
+            report["kernel_self_check"] = f"failed: {type(exc).__name__}: {exc}"[:300]
     model = _model(Backend()).to(device)
     report["gflop_per_pattern"] = flops_per_pattern(model, device) / 1e9
     report["predict"] = predict_figures(device, [8] if q else [64, 1024], 0.2 if q else 1.0)

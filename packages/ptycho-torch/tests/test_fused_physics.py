@@ -121,6 +121,23 @@ def test_kernels_option_resolution(monkeypatch):
         backend.apply_execution(ExecutionOptions(device="cpu", kernels="fused"))
 
 
+def test_self_check_passes_here_and_a_failing_one_refuses_the_kernels(monkeypatch):
+    from ptycho_torch import kernels
+
+    assert kernels.self_check("cpu") <= kernels.SELF_CHECK_TOLERANCE
+    # A device on which the kernels compute something else: refused, naming the difference.
+    monkeypatch.setattr(kernels, "self_check", lambda device: 0.3)
+    with pytest.raises(BackendError, match=r"within 1e-05 of PyTorch's ops on cpu; found a rel"):
+        Backend().apply_execution(ExecutionOptions(device="cpu", kernels="fused"))
+
+    def broken(device: str) -> float:
+        raise RuntimeError("PTX compile failed")
+
+    monkeypatch.setattr(kernels, "self_check", broken)
+    with pytest.raises(BackendError, match="found RuntimeError: PTX compile failed"):
+        Backend().apply_execution(ExecutionOptions(device="cpu", kernels="fused"))
+
+
 def test_predict_with_fused_kernels_matches_framework_ops(scan_64):
     from ptycho_api.config import InferenceConfig
     from ptycho_api.normalization import intensity_scale

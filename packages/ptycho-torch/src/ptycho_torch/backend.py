@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -34,6 +35,8 @@ from ptycho_torch.training import train_model
 from ptycho_torch.weights import export_weights, import_weights
 
 __all__ = ["Backend"]
+
+logger = logging.getLogger(__name__)
 
 
 class Backend:
@@ -86,8 +89,8 @@ class Backend:
             return False
         importable = importlib.util.find_spec("triton") is not None
         usable = importable and (device.type == "cuda" or kernels.interpreter_requested())
-        if kernels_option == "auto":
-            return usable and device.type == "cuda" and not compiling
+        if kernels_option == "auto" and not (usable and device.type == "cuda" and not compiling):
+            return False
         if not usable:
             found = (
                 f"device {device} with TRITON_INTERPRET unset"
@@ -99,7 +102,25 @@ class Backend:
                 f"TRITON_INTERPRET=1 to run them on the CPU, slowly); found {found}. Use "
                 "--kernels framework or auto"
             )
-        return True
+        # Checked once per device and process against framework ops: a kernel that computes
+        # anything else on this device is never used.
+        tolerance = kernels.SELF_CHECK_TOLERANCE
+        try:
+            error = kernels.self_check(str(device))
+        except Exception as exc:  # a kernel that does not compile or launch on this device
+            error, found = float("inf"), f"{type(exc).__name__}: {exc}"
+        else:
+            found = f"a relative difference of {error:.2e} from PyTorch's ops"
+        if error <= tolerance:
+            return True
+        message = (
+            f"--kernels {kernels_option}: expected the fused kernels within {tolerance:g} of "
+            f"PyTorch's ops on {device}; found {found}"
+        )
+        if kernels_option == "fused":
+            raise BackendError(message + ". Use --kernels framework")
+        logger.warning("%s; using framework ops", message)
+        return False
 
     @staticmethod
     def _device(name: str) -> torch.device:

@@ -27,6 +27,7 @@ CPU interpreter (which accepts CPU tensors); otherwise the tensors must be on a 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Any
@@ -40,6 +41,8 @@ from ptycho_torch import physics
 __all__ = [
     "TritonUnavailableError",
     "available",
+    "self_check",
+    "SELF_CHECK_TOLERANCE",
     "interpreter_requested",
     "object_from_heads",
     "overlap_canvas",
@@ -738,3 +741,47 @@ def extract_illuminate(canvas: Pair, local_offsets: torch.Tensor, N: int, probe:
         empty = c_re.new_zeros((B, C, N, N), dtype=torch.float32)
         return empty, empty.clone()
     return _ExtractIlluminate.apply(_f32(c_re), _f32(c_im), offsets, N, _f32(p_re), _f32(p_im))
+
+
+SELF_CHECK_TOLERANCE = 1e-5
+"""Largest relative (norm) difference ``self_check`` accepts: float32 results of the same
+arithmetic summed in another order differ by a few ulps (6e-8) per op; a kernel miscompiled or
+mis-indexed on a device errs at order 1e-1."""
+
+
+@functools.cache
+def self_check(device: str) -> float:
+    """Kernels against ``ptycho_torch.physics`` on ``device`` (e.g. ``"cuda:0"``), once per process.
+
+    A small seeded case (2 groups of 4 members, N 16, offsets within +-4 px, a complex probe):
+    the object, the canvas and the exit wave forward, and the gradients w.r.t. amplitude, phase
+    and probe of a quadratic loss. Returns the largest relative (norm) difference; the backend
+    uses the kernels only when it is within ``SELF_CHECK_TOLERANCE``.
+    """
+    gen = torch.Generator().manual_seed(0)
+    B, C, N, P = 2, 4, 16, 24
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen).to(device)
+
+    offsets = rand(B, 1, 2, C) * 8.0 - 4.0
+    inputs = (rand(B, C, N, N), rand(B, C, N, N) * 6.0 - 3.0, rand(N, N), rand(N, N) - 0.5)
+    results = []
+    for fused in (False, True):
+        amp, phase, p_re, p_im = (t.clone().requires_grad_(True) for t in inputs)
+        if fused:
+            obj = object_from_heads(amp, phase, None)
+            canvas = overlap_canvas(obj, offsets, P)
+            psi = extract_illuminate(canvas, offsets, N, (p_re, p_im))
+        else:
+            obj = (amp * torch.cos(phase), amp * torch.sin(phase))
+            canvas = physics.overlap_canvas(obj, offsets, P)
+            psi = physics.illuminate(physics.extract_from_canvas(canvas, offsets, N), (p_re, p_im))
+        loss = (psi[0] ** 2).sum() + (psi[1] ** 2).sum()
+        grads = torch.autograd.grad(loss, (amp, phase, p_re, p_im))
+        results.append([*obj, *canvas, *psi, *grads])
+    worst = 0.0
+    for want, got in zip(*results, strict=True):
+        diff = torch.linalg.vector_norm(got.detach() - want.detach())
+        worst = max(worst, float(diff / torch.linalg.vector_norm(want.detach())))
+    return worst
