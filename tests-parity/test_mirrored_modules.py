@@ -37,9 +37,11 @@ BACKEND_ONLY = {
     # before a run (PyTorch runs within them and needs no such check).
     "tensorflow": {"address_space.py", "layers.py"},
     # Lightning's checkpoints (atomic writes, safe reads) and its per-epoch sampler: TensorFlow
-    # trains through Keras' fit and writes no resumable checkpoints.
+    # trains through Keras' fit and writes no resumable checkpoints. Hand-written Triton kernels
+    # for the physics: TensorFlow's counterpart is XLA fusing the same ops (``--kernels fused``).
     "pytorch": {
         "checkpoint_io.py",
+        "kernels.py",
         "lightning_module.py",
         "modules.py",
         "sampling.py",
