@@ -111,6 +111,14 @@ SCALES = {
 }
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; found {text!r}")
+    return value
+
+
 def _probe(kind: str, probe_file: Path | None, N: int) -> np.ndarray:
     from ptycho_api.probe import builtin_probe, prepare_probe
 
@@ -295,10 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cases", nargs="+", choices=[c.name for c in CASES], default=[c.name for c in CASES]
     )
-    parser.add_argument("--epochs", type=int, help="override the scale's epochs (smoke runs)")
-    parser.add_argument("--n-groups", type=int, help="override the scale's training groups")
     parser.add_argument(
-        "--n-filters-scale", type=int, help="override the scale's model width (n_filters_scale)"
+        "--epochs", type=_positive_int, help="override the scale's epochs (smoke runs)"
+    )
+    parser.add_argument(
+        "--n-groups", type=_positive_int, help="override the scale's training groups"
+    )
+    parser.add_argument(
+        "--n-filters-scale",
+        type=_positive_int,
+        help="override the scale's model width (n_filters_scale)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
