@@ -25,7 +25,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -159,11 +158,8 @@ def run_case(
 ) -> dict[str, Any]:
     """Simulate, train, reconstruct and evaluate one case: -> its row."""
     from ptycho_api.backend import select_backend
-    from ptycho_api.container import create_ptycho_data_container
-    from ptycho_api.grid import object_groups, simulate_grid_pair
-    from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
-    from ptycho_api.stitching import reassemble_position
-    from ptycho_api.workflows import predict_patches, train_cdi_model
+    from ptycho_api.grid import simulate_grid_pair
+    from ptycho_api.grid_quality import score_grid_training
 
     t0 = time.perf_counter()
     probe = _probe(case.probe, probe_file, 64)
@@ -172,22 +168,8 @@ def run_case(
     if config.n_groups is None:
         config.n_groups = len(train.raw.groups)
     t_sim = time.perf_counter() - t0
-    backend = select_backend(backend_name)
-    t1 = time.perf_counter()
-    # Checkpoints and logs of a backend go to a private folder: cases may run at once.
-    with tempfile.TemporaryDirectory(prefix=f"quality-{case.name}-") as scratch:
-        config.output_dir = Path(scratch)
-        results = train_cdi_model(train.raw, None, config, backend=backend, save=False)
-    t_train = time.perf_counter() - t1
-    container = create_ptycho_data_container(test.raw, config, evaluation=True)
-    patches = predict_patches(backend, results["model"], container, results["intensity_scale"])
-    keep = object_groups(test.raw, container.nn_indices, 0)
-    M = test.layout.stride
-    canvas = reassemble_position(patches[keep], container.global_offsets[keep], M)
-    image, truth = align_for_evaluation(
-        canvas, test.raw.objectGuess, container.global_offsets[keep], M
-    )
-    metrics = eval_reconstruction(image, truth)
+    results = score_grid_training(select_backend(backend_name), train, test, config)
+    metrics = results["metrics"]
     history = results["history"]
     return {
         "case": case.name,
@@ -197,7 +179,11 @@ def run_case(
         "published": case.published,
         "epochs_run": len(history["loss"]),
         "train_groups": config.n_groups,
-        "seconds": {"simulate": t_sim, "train": t_train, "total": time.perf_counter() - t0},
+        "seconds": {
+            "simulate": t_sim,
+            "train": results["seconds"]["train"],
+            "total": time.perf_counter() - t0,
+        },
         "final_loss": history["loss"][-1],
     }
 
