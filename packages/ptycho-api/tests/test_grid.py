@@ -27,6 +27,7 @@ from ptycho_api import ConfigError, DataError, RawData
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
 from ptycho_api.grid import grid_layout, simulate_grid
+from ptycho_api.grid_quality import score_grid_training
 from ptycho_api.metrics import align_for_evaluation
 from ptycho_api.physics import far_field
 from ptycho_api.probe import default_probe, normalize_probe
@@ -180,3 +181,11 @@ def test_a_layout_too_large_for_memory_is_refused_before_allocating() -> None:
     layout = grid_layout(64, 1, 4, 8, 40_000)
     with pytest.raises(ConfigError, match="GiB; expected at most 8 GiB"):
         simulate_grid(layout, np.ones((64, 64), np.complex64), n_objects=1)
+
+
+def test_scoring_an_object_the_test_scan_lacks_is_refused_before_training(
+    small_grid: object,
+) -> None:
+    # backend None: the check must fire before anything is trained.
+    with pytest.raises(ConfigError, match=r"object_index: expected 0 to 1 .* found 2"):
+        score_grid_training(None, small_grid, small_grid, TrainingConfig(), object_index=2)

@@ -11,9 +11,9 @@ A short schedule (10 epochs of 1,024 groups, batch 8, n_filters_scale 1) is abou
 that shows the gap: measured on the development machine (torch 2.13, CPU, seeds 1 / 2 / 3),
 amplitude SSIM of the held-out object 0.436 / 0.418 / 0.466 (gridsize 1) against 0.585 / 0.589 /
 0.608 (gridsize 2), a lead of 0.14 to 0.17; amplitude MAE 0.048 / 0.050 / 0.049 against 0.037 /
-0.035 / 0.038. With half the samples in as many steps (5 epochs of 1,024
-groups at batch 4) gridsize 2 is still behind (0.343 against 0.367). The asserted lead, 0.03 amplitude SSIM, is the one the quality
-protocol asks of gridsize 2 over gridsize 1, a fifth of the lead measured at three seeds.
+0.035 / 0.038. With half the samples in as many steps (5 epochs of 1,024 groups at batch 4)
+gridsize 2 is still behind (0.343 against 0.367). The asserted lead, 0.03 amplitude SSIM, is the
+one the quality protocol asks of gridsize 2 over gridsize 1, a fifth of the lead measured here.
 """
 
 from __future__ import annotations

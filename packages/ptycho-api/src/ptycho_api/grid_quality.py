@@ -17,6 +17,7 @@ import numpy as np
 
 from ptycho_api.config import TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
+from ptycho_api.errors import ConfigError
 from ptycho_api.grid import GridSimulation, object_groups
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.stitching import reassemble_position
@@ -40,6 +41,14 @@ def score_grid_training(
     Nothing is saved: checkpoints and logs go to a private temporary folder, so that several
     runs may go at once.
     """
+    n_objects = len(test.objects)
+    if isinstance(object_index, bool) or not isinstance(object_index, int):
+        raise ConfigError(f"object_index: expected an integer; found {object_index!r}")
+    if not 0 <= object_index < n_objects:
+        raise ConfigError(
+            f"object_index: expected 0 to {n_objects - 1} (the test scan has {n_objects} "
+            f"object(s)); found {object_index}"
+        )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grid-quality-") as scratch:
         config = replace(config, output_dir=Path(scratch))
