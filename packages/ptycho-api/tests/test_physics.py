@@ -109,6 +109,21 @@ def test_extract_patches_equals_pad_and_translate_definition() -> None:
     np.testing.assert_allclose(extract_patches(obj, positions, N), reference, atol=1e-12)
 
 
+def test_extract_patches_at_whole_pixels_are_exact_slices_with_zero_fill() -> None:
+    # Grid scans sit on whole pixels: the patch is then the object's own pixels, zero where the
+    # patch leaves the object, with no interpolation error at all.
+    rng = np.random.default_rng(5)
+    N = 8
+    obj = (rng.normal(size=(30, 26)) + 1j * rng.normal(size=(30, 26))).astype(np.complex64)
+    positions = np.array([[0.0, 0.0], [13.0, 15.0], [25.0, 29.0], [-3.0, 31.0], [4.0, 33.0]])
+    padded = np.pad(obj, N)
+    expected = [
+        padded[N + y - N // 2 : N + y + N // 2, N + x - N // 2 : N + x + N // 2]
+        for x, y in positions.astype(int)
+    ]
+    np.testing.assert_array_equal(extract_patches(obj, positions, N), expected)
+
+
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.complex128, 1e-12), (np.complex64, 1e-6)])
 def test_far_field_parseval(dtype: type, rtol: float) -> None:
     # rtol: float64 rounding for complex128; float32 output rounding for complex64.

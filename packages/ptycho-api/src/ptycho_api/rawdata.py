@@ -296,7 +296,7 @@ class RawData:
         if array.shape != (length, N, N):
             raise check.fail("Y", f"per-position patches ({length}, {N}, {N}[, 1])", _shape(array))
         check.finite("Y", array)
-        return array.astype(np.complex64)
+        return array.astype(np.complex64, copy=False)
 
     @staticmethod
     def _groups(check: _Check, value: Any, length: int) -> np.ndarray:
