@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,24 @@ def test_round_trip_preserves_every_array(raw: RawData, tmp_path: Path) -> None:
     assert back.diff3d.dtype == np.float32 and back.probeGuess.dtype == np.complex64
     assert back.xcoords.dtype == np.float64 and back.N == 16 and len(back) == 40
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("compress", "method"), [(True, zipfile.ZIP_DEFLATED), (False, zipfile.ZIP_STORED)]
+)
+def test_written_npz_is_a_plain_numpy_archive(
+    raw: RawData, tmp_path: Path, compress: bool, method: int
+) -> None:
+    # Any NPZ reader (numpy's own, without pickle) gets the same arrays; each member is
+    # deflated or stored as asked.
+    path = raw.to_file(tmp_path / "out.npz", compress=compress)
+    with zipfile.ZipFile(path) as archive:
+        kinds = {info.compress_type for info in archive.infolist()}
+    assert kinds == {method}
+    with np.load(path, allow_pickle=False) as data:
+        np.testing.assert_array_equal(data["diff3d"], raw.diff3d)
+        np.testing.assert_array_equal(data["objectGuess"], raw.objectGuess)
+        assert "diff3d.npy" not in data.files and "scan_index" in data.files
 
 
 def test_diffraction_key_and_optional_keys(scan_arrays: dict, write_npz: WriteNpz) -> None:
