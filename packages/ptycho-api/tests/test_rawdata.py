@@ -59,6 +59,12 @@ def test_written_npz_is_a_plain_numpy_archive(
         assert "diff3d.npy" not in data.files and "scan_index" in data.files
 
 
+def test_object_arrays_are_refused_before_anything_is_written(raw: RawData, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"extra arrays \['notes'\].*found Python objects"):
+        raw.to_file(tmp_path / "out.npz", extra={"notes": np.array([{"a": 1}], dtype=object)})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_diffraction_key_and_optional_keys(scan_arrays: dict, write_npz: WriteNpz) -> None:
     arrays = dict(scan_arrays)
     arrays["diffraction"] = arrays.pop("diff3d")[..., None]  # (M, N, N, 1) accepted

@@ -397,7 +397,8 @@ class RawData:
         """Write the contract keys (and ``_metadata`` as a JSON string) to an NPZ, atomically.
 
         ``extra``: further arrays to store under their own keys (e.g. ``bad_pixels``), which
-        ``from_file`` ignores; a contract key there is refused.
+        ``from_file`` ignores; a contract key or an object array there is refused. Members are
+        deflated at ``NPZ_COMPRESS_LEVEL`` (stored with ``compress=False``), never pickled.
         """
         arrays: dict[str, np.ndarray] = {
             "diff3d": self.diff3d,
@@ -420,6 +421,12 @@ class RawData:
         if clash:
             raise DataError(
                 f"{path}: extra arrays: expected keys the scan does not use; found {clash}"
+            )
+        pickled = sorted(k for k, v in (extra or {}).items() if np.asarray(v).dtype.hasobject)
+        if pickled:
+            raise DataError(
+                f"{path}: extra arrays {pickled}: expected numeric or string arrays (written "
+                "without pickling); found Python objects"
             )
         arrays.update(extra or {})
         path = Path(path)
