@@ -493,7 +493,8 @@ def align_unresolved_steps(
         n_total += g_tf.size
         if unresolved.any():
             # Their gradients are rounding noise: tiny against the tensor's largest entry.
-            assert np.max(np.abs(g_tf[unresolved])) <= 1e-5 * np.max(np.abs(g_tf)), name
+            ratio = float(np.max(np.abs(g_tf[unresolved])) / np.max(np.abs(g_tf)))
+            assert ratio <= 1e-5, f"{name}: a sign disagreement at {ratio:.2g} of the tensor's max"
             n_unresolved += int(unresolved.sum())
             after_torch[name] = np.where(unresolved, after_tf[name], after_torch[name])
     check(
