@@ -25,6 +25,7 @@ from parity_helpers import (
     check,
     check_gradients,
     check_rel,
+    kink_free_start,
     model_config,
     paired_models,
     rel,
@@ -78,7 +79,7 @@ def _compare_outputs(pair, xs, offsets, row, tolerance, what=""):
 @pytest.mark.parametrize(("gridsize", "object_big", "probe_big", "flags"), CASES)
 def test_forward_loss_gradients_and_one_step(gridsize, object_big, probe_big, flags):
     pair, container = _pair(gridsize, object_big, probe_big, flags)
-    xs, offsets = scaled_batch(container, 0, 4)
+    xs, offsets = scaled_batch(container, kink_free_start(pair, container, 0), 4)
 
     # Forward: object patches and the three outputs.
     check_rel(
@@ -128,7 +129,7 @@ def test_forward_with_probe_mask_smoothing_and_no_pad_object(gridsize):
         {"pad_object": False, "amp_activation": "swish"},
     ):
         pair, container = _pair(gridsize, True, True, "scale-trained", **extra)
-        xs, offsets = scaled_batch(container, 8, 4)
+        xs, offsets = scaled_batch(container, kink_free_start(pair, container, 8), 4)
         _compare_outputs(pair, xs, offsets, "forward pass", TOL_FORWARD, f"{extra}: ")
         loss_tf, grads_tf = tf_loss_and_gradients(pair.tf, xs, offsets, 1.0, 0.5)
         loss_torch, grads_torch = torch_loss_and_gradients(pair.torch, xs, offsets, 1.0, 0.5)
