@@ -5,8 +5,9 @@ probe - are simulated on the grid protocol of the original PtychoPINN (392 px ``
 objects, 2 training and 2 test objects, groups of 2x2 patterns 4 px apart, groups 8 px apart
 for training and 20 px apart for testing, 1e9 photons, N = 64), trained, reconstructed and
 evaluated with the original's metric conventions on the first test object. Results go to
-``bench-results/quality-<backend>-<scale>.json`` and replace this run's block in
-``docs/quality.md``, beside the published figures.
+``bench-results/quality-<backend>-<scale>.json`` (with one figure per case,
+``quality-<backend>-<scale>-<case>.png``: reconstruction, ground truth and error maps) and
+replace this run's block in ``docs/quality.md``, beside the published figures.
 
     python benchmarks/quality.py --backend tensorflow --scale cpu     # <= 40 min on 2 cores
     python benchmarks/quality.py --backend pytorch --scale paper      # 60 epochs, one GPU
@@ -154,12 +155,21 @@ def training_config(case: Case, scale: Scale, seed: int) -> Any:
 
 
 def run_case(
-    case: Case, scale: Scale, backend_name: str, seed: int, probe_file: Path | None
+    case: Case,
+    scale: Scale,
+    backend_name: str,
+    seed: int,
+    probe_file: Path | None,
+    figure: Path | None = None,
+    device: str = "auto",
+    precision: str = "32",
 ) -> dict[str, Any]:
-    """Simulate, train, reconstruct and evaluate one case: -> its row."""
+    """Simulate, train, reconstruct and evaluate one case: -> its row (and ``figure``, a PNG)."""
     from ptycho_api.backend import select_backend
+    from ptycho_api.execution import ExecutionOptions
     from ptycho_api.grid import simulate_grid_pair
     from ptycho_api.grid_quality import score_grid_training
+    from ptycho_api.plots import plot_reconstruction
 
     t0 = time.perf_counter()
     probe = _probe(case.probe, probe_file, 64)
@@ -168,9 +178,33 @@ def run_case(
     if config.n_groups is None:
         config.n_groups = len(train.raw.groups)
     t_sim = time.perf_counter() - t0
-    results = score_grid_training(select_backend(backend_name), train, test, config)
+    backend = select_backend(backend_name)
+    # Training and prediction on one device (a GPU when visible, with --device auto): without
+    # options the PyTorch backend predicts where Lightning left the model, on the host.
+    backend.apply_execution(ExecutionOptions(device=device, precision=precision))
+    started = time.perf_counter()
+
+    def progress(epoch: int, epochs: int, logs: Any) -> None:
+        # A long run (minutes per case on a GPU) shows where it is in its log.
+        sys.stderr.write(
+            f"quality: {case.name}: epoch {epoch}/{epochs}, loss {logs.get('loss', float('nan')):.6g}, "
+            f"{time.perf_counter() - started:.0f} s\n"
+        )
+        sys.stderr.flush()
+
+    results = score_grid_training(backend, train, test, config, progress=progress)
     metrics = results["metrics"]
     history = results["history"]
+    if figure is not None:
+        image = results["image"]
+        plot_reconstruction(
+            figure,
+            np.abs(image),
+            np.angle(image),
+            ground_truth=results["truth"],
+            title=f"{case.name}: amplitude SSIM {metrics['ssim'][0]:.3f} "
+            f"(published {case.published['ssim']})",
+        )
     return {
         "case": case.name,
         "gridsize": case.gridsize,
@@ -214,7 +248,7 @@ def markdown_block(report: dict[str, Any]) -> str:
         f"**{report['backend']} / {report['scale']}** - {report['created']}, commit "
         f"`{report['commit']}`, device {report['device']}, {report['epochs']} epochs, "
         f"{report['train_groups']} training groups per case, n_filters_scale "
-        f"{report.get('n_filters_scale', 2)}, wall time "
+        f"{report.get('n_filters_scale', 2)}, precision {report.get('precision', '32')}, wall time "
         f"{report['wall_seconds'] / 60:.1f} min. Command: `{report['command']}`"
     )
     lines = [
@@ -300,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         type=_positive_int,
         help="override the scale's model width (n_filters_scale)",
     )
+    parser.add_argument(
+        "--device", default="auto", help="auto|cpu|gpu (default auto: a GPU when one is visible)"
+    )
+    parser.add_argument(
+        "--precision",
+        default="32",
+        help="32|tf32|bf16-mixed (default 32; tf32 is what TensorFlow, and so the published "
+        "runs, used on NVIDIA GPUs by default)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--probe-file",
@@ -334,7 +377,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in (c for c in CASES if c.name in args.cases):
         sys.stderr.write(f"quality: {case.name} ({backend.name}, {args.scale}) ...\n")
-        row = run_case(case, scale, args.backend, args.seed, args.probe_file)
+        figure = args.out / f"quality-{backend.name}-{args.scale}-{case.name}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        row = run_case(
+            case,
+            scale,
+            args.backend,
+            args.seed,
+            args.probe_file,
+            figure,
+            args.device,
+            args.precision,
+        )
         sys.stderr.write(
             f"quality: {case.name}: amplitude SSIM {row['amplitude']['ssim']:.3f} "
             f"(published {case.published['ssim']}) in {row['seconds']['total'] / 60:.1f} min\n"
@@ -348,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": scale.epochs,
         "train_groups": scale.n_groups or "all",
         "n_filters_scale": scale.n_filters_scale,
+        "precision": args.precision,
         "seed": args.seed,
         "probe_file": str(args.probe_file) if args.probe_file else None,
         "commit": _commit(),

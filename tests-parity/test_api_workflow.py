@@ -51,6 +51,25 @@ def test_same_seed_same_model(scan, backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_progress_reaches_the_backend(scan, backend, tmp_path):
+    config = TrainingConfig(
+        model=ModelConfig(N=64, gridsize=1, n_filters_scale=1),
+        output_dir=tmp_path,
+        backend=backend,
+        nepochs=2,
+        batch_size=16,
+        n_groups=64,
+        seed=3,
+    )
+    calls = []
+    results = train_cdi_model(
+        scan, None, config, save=False, progress=lambda *args: calls.append(args)
+    )
+    assert [call[:2] for call in calls] == [(1, 2), (2, 2)]
+    assert [call[2]["loss"] for call in calls] == results["history"]["loss"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_trainable_flags_reach_the_model(scan, backend, tmp_path):
     trained, _, results = _train(
         scan,

@@ -41,6 +41,8 @@ from ptycho_torch.losses import total_loss
 from ptycho_torch.modules import ObjectCrop
 
 N = 64
+SECTIONS = ("predict", "user", "training", "stream", "compile")
+"""The benchmark's parts, in the order they run (the slow compiled rows last)."""
 PEAK_FLOPS = {"32": 67e12, "tf32": 400e12, "bf16-mixed": 790e12}
 """H200 dense peaks (FP32 CUDA cores, TF32 and BF16 tensor cores) for the roofline fraction."""
 
@@ -93,8 +95,11 @@ def flops_per_pattern(model: torch.nn.Module, device: torch.device) -> float:
     return counter.get_total_flops() / 8
 
 
-def predict_figures(device: torch.device, batches: list[int], seconds: float) -> list[dict]:
-    """Full and bare predict rates per option and batch, inputs on the device."""
+def predict_figures(
+    device: torch.device, batches: list[int], seconds: float, compiled: bool
+) -> list[dict]:
+    """Full and bare predict rates per option and batch, inputs on the device; the
+    ``torch.compile`` options (minutes of compiling) when ``compiled``, the others otherwise."""
     framework, fused = "framework", "fused"
     options = [
         ExecutionOptions(precision="32", kernels=framework),
@@ -107,6 +112,7 @@ def predict_figures(device: torch.device, batches: list[int], seconds: float) ->
         ExecutionOptions(precision="tf32", compile="default", kernels=framework),
         ExecutionOptions(precision="bf16-mixed", compile="reduce-overhead", kernels=framework),
     ]
+    options = [o for o in options if (o.compile != "off") == compiled]
     if device.type == "cpu":
         options = [o for o in options if o.kernels == framework and o.compile == "off"]
         options = [o for o in options if not o.channels_last]
@@ -264,8 +270,12 @@ def _plain_loop(
     return _rate(step, batch, device, 3.0)
 
 
-def streaming_figure(n: int, device: str, batch: int, workdir: Path) -> dict:
-    """``ptycho reconstruct`` of an n-pattern NPZ in a child process: rate and peak RSS."""
+def streaming_figure(n: int, device: str, batch: int, workdir: Path, log: Path) -> dict:
+    """``ptycho reconstruct`` of an n-pattern NPZ in a child process: rate and peak RSS.
+
+    The child's own output (its progress bar with patterns/s) goes to ``log`` as it runs, so a
+    run stopped at its time limit still shows which stage it reached.
+    """
     from ptycho_api.streaming import write_npz_streamed
 
     path = workdir / f"scan-{n}.npz"
@@ -278,6 +288,7 @@ def streaming_figure(n: int, device: str, batch: int, workdir: Path) -> dict:
     small = {"xcoords": x, "ycoords": y, "probeGuess": default_probe(N)}
     write_npz_streamed(path, small, "diff3d", (n, N, N), np.float32, chunks)
     written = time.perf_counter() - start
+    _log({"stage": "scan written", "patterns": n, "bytes": path.stat().st_size, "seconds": written})
     backend = Backend()
     model_dir = workdir / "model"
     cfg = TrainingConfig(model=ModelConfig(N=N, gridsize=1), output_dir=model_dir)
@@ -309,9 +320,11 @@ def streaming_figure(n: int, device: str, batch: int, workdir: Path) -> dict:
         str(batch),
     ]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with log.open("w", encoding="utf-8") as sink:
+        proc = subprocess.run(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True)
     elapsed = time.perf_counter() - start
-    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB ")]
+    output = log.read_text(encoding="utf-8", errors="replace")
+    peak = [line for line in output.splitlines() if line.startswith("PEAK_RSS_KB ")]
     rss = int(peak[-1].split()[1]) / 1024 if peak else float("nan")
     path.unlink()
     result = {
@@ -323,7 +336,7 @@ def streaming_figure(n: int, device: str, batch: int, workdir: Path) -> dict:
         "exit": proc.returncode,
     }
     if proc.returncode:
-        result["stderr"] = proc.stderr[-2000:]
+        result["stderr"] = output[-2000:]
     _log(result)
     return result
 
@@ -351,15 +364,18 @@ def markdown(report: dict) -> str:
             f"| {r['options']} | {r['batch']} | {r['full']:,.0f} | {r['bare']:,.0f} | "
             f"{r['ratio']:.2f} | {roof:.1%} |"
         )
+    if "user_predict" in report:
+        lines += [
+            "",
+            f"Backend.predict (numpy in/out, tf32, batch {report['user_batch']}): "
+            f"{report['user_predict']:,.0f} patterns/s",
+        ]
     lines += [
-        "",
-        f"Backend.predict (numpy in/out, tf32, batch {report['user_batch']}): "
-        f"{report['user_predict']:,.0f} patterns/s",
         "",
         "| training precision | batch | Lightning (patterns/s) | plain loop (patterns/s) |",
         "|---|---|---|---|",
     ]
-    for r in report["training"]:
+    for r in report.get("training", []):
         lines.append(
             f"| {r['precision']} | {r['batch']} | {r['lightning']:,.0f} | {r['plain_loop']:,.0f} |"
         )
@@ -382,6 +398,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a CPU smoke run)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench-results")))
     parser.add_argument("--stream-patterns", type=int, default=1_000_000)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="what to measure, in this order (default all): predict rates, Backend.predict, "
+        "training, the streamed reconstruction, predict rates with torch.compile",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     q = args.quick
@@ -397,22 +421,40 @@ def main() -> None:
             report["kernel_self_check"] = f"failed: {type(exc).__name__}: {exc}"[:300]
     model = _model(Backend()).to(device)
     report["gflop_per_pattern"] = flops_per_pattern(model, device) / 1e9
-    report["predict"] = predict_figures(device, [8] if q else [64, 1024], 0.2 if q else 1.0)
-    report["user_batch"] = 8 if q else 1024
-    report["user_predict"] = user_predict(device, report["user_batch"], 64 if q else 65536)
-    report["training"] = training_figures(device, 64 if q else 16384, [16] if q else [64, 256])
-    with tempfile.TemporaryDirectory() as tmp:
-        report["streaming"] = streaming_figure(
-            2000 if q else args.stream_patterns,
-            "cpu" if device.type == "cpu" else "gpu",
-            64 if q else 1024,
-            Path(tmp),
-        )
+    batches, seconds = ([8], 0.2) if q else ([64, 1024], 1.0)
+    report["predict"] = []
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu-bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (args.out / "gpu-bench.md").write_text(table)
-    sys.stdout.write(table)
+
+    def save() -> str:
+        """Write the figures so far (a run stopped at its time limit keeps what it measured)."""
+        (args.out / "gpu-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        table = markdown(report)
+        (args.out / "gpu-bench.md").write_text(table)
+        return table
+
+    if "predict" in args.sections:
+        report["predict"] += predict_figures(device, batches, seconds, compiled=False)
+        save()
+    if "user" in args.sections:
+        report["user_batch"] = 8 if q else 1024
+        report["user_predict"] = user_predict(device, report["user_batch"], 64 if q else 65536)
+        save()
+    if "training" in args.sections:
+        report["training"] = training_figures(device, 64 if q else 16384, [16] if q else [64, 256])
+        save()
+    if "stream" in args.sections:
+        with tempfile.TemporaryDirectory() as tmp:
+            report["streaming"] = streaming_figure(
+                2000 if q else args.stream_patterns,
+                "cpu" if device.type == "cpu" else "gpu",
+                64 if q else 1024,
+                Path(tmp),
+                args.out / "gpu-bench-stream.log",
+            )
+        save()
+    if "compile" in args.sections:
+        report["predict"] += predict_figures(device, batches, seconds, compiled=True)
+    sys.stdout.write(save())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 #   pip wheel --no-deps -w .whl packages/ptycho-api packages/ptycho-bundle packages/ptycho-torch
 #
 # Then, on the GPU machine, from the repository root:  bash benchmarks/gpu/quality.sh
-# The four cases run as four concurrent processes (a batch of 16 leaves the GPU mostly idle).
+# The four cases run as four concurrent processes (a batch of 16 leaves the GPU mostly idle),
+# with TF32 convolutions and matrix products, as TensorFlow (the published runs) uses by default.
 # Results: $OUT (or bench-results/) quality-pytorch-paper-<case>.json and quality-pytorch-paper.md.
 source "$(dirname "$0")/install_wheels.sh"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
@@ -16,7 +17,7 @@ cases=(gs1_ideal gs1_exp gs2_ideal gs2_exp)
 pids=()
 for c in "${cases[@]}"; do
   python3 benchmarks/quality.py --backend pytorch --scale paper --cases "$c" --tag "$c" \
-    --out "$out" --no-doc "$@" > "$out/quality-$c.log" 2>&1 &
+    --precision tf32 --out "$out" --no-doc "$@" > "$out/quality-$c.log" 2>&1 &
   pids+=($!)
 done
 status=0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ def score_grid_training(
     test: GridSimulation,
     config: TrainingConfig,
     object_index: int = 0,
+    progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` on ``train``, reconstruct test object ``object_index``: -> its scores.
 
@@ -39,7 +41,7 @@ def score_grid_training(
     ``history`` (the backend's per-epoch losses), ``image`` and ``truth`` (the aligned
     ``(H, W)`` complex stitched reconstruction and ground truth) and ``seconds`` (train, total).
     Nothing is saved: checkpoints and logs go to a private temporary folder, so that several
-    runs may go at once.
+    runs may go at once. ``progress(epoch, nepochs, logs)`` is called after each epoch.
     """
     n_objects = len(test.objects)
     if isinstance(object_index, bool) or not isinstance(object_index, int):
@@ -52,7 +54,9 @@ def score_grid_training(
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grid-quality-") as scratch:
         config = replace(config, output_dir=Path(scratch))
-        results = train_cdi_model(train.raw, None, config, backend=backend, save=False)
+        results = train_cdi_model(
+            train.raw, None, config, backend=backend, save=False, progress=progress
+        )
     t_train = time.perf_counter() - t0
     container = create_ptycho_data_container(test.raw, config, evaluation=True)
     patches = predict_patches(backend, results["model"], container, results["intensity_scale"])

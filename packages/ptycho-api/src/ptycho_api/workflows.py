@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,11 @@ def train_cdi_model(
     *,
     backend: Any = None,
     save: bool = True,
+    progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a model and write ``<config.output_dir>/wts.h5.zip``: -> results dict.
+
+    ``progress(epoch, nepochs, logs)`` is handed to the backend's ``train`` (after each epoch).
 
     ``results`` holds ``history`` (per-epoch loss, val_loss, lr), ``model``, ``backend`` (the
     backend object), ``train_container``, ``test_container`` (or None), ``intensity_scale``
@@ -141,7 +144,7 @@ def train_cdi_model(
         probe_trainable=config.probe_trainable,
         intensity_scale_trainable=config.intensity_scale_trainable,
     )
-    history = impl.train(model, train, test, config)
+    history = impl.train(model, train, test, config, progress=progress)
     _remember(impl, model, config, history)
     results: dict[str, Any] = {
         "history": history,
