@@ -12,7 +12,9 @@
 # then, on the GPU machine, from the repository root:  bash benchmarks/gpu/coordinate.sh
 # Results: $OUT (or bench-results/) coordinate-gs<G>.json (metrics.json of each run),
 # coordinate-gs<G>.png (reconstruction, ground truth, errors) and coordinate.md (the table).
-# EPOCHS, N_IMAGES and N_TEST shrink the run for a smoke test on a CPU.
+# EPOCHS, N_IMAGES and N_TEST shrink the run for a smoke test on a CPU; arguments go to both
+# `ptycho train` runs (e.g. --config with `intensity_scale_trainable: false` or `model:
+# object_big: false`).
 source "$(dirname "$0")/install_wheels.sh"
 probe="${PROBE:-defocused}"
 epochs="${EPOCHS:-60}"
@@ -25,7 +27,8 @@ for g in 1 2; do
   start=$(date +%s)
   ( ptycho train --backend torch --train-data "$work/data/train_data.npz" \
       --test-data "$work/data/test_data.npz" --gridsize "$g" --n-groups "$n_images" \
-      --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/gs$g" > "$out/coordinate-gs$g.log" 2>&1
+      --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/gs$g" "$@" \
+      > "$out/coordinate-gs$g.log" 2>&1
     status=$?
     echo "wall_seconds $(( $(date +%s) - start ))" >> "$out/coordinate-gs$g.log"
     exit $status ) &
