@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ptycho_api.execution import DEVICES, PRECISIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "quality.md"
 
@@ -335,13 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         help="override the scale's model width (n_filters_scale)",
     )
     parser.add_argument(
-        "--device", default="auto", help="auto|cpu|gpu (default auto: a GPU when one is visible)"
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="where to train and predict (default auto: a GPU when one is visible)",
     )
     parser.add_argument(
         "--precision",
         default="32",
-        help="32|tf32|bf16-mixed (default 32; tf32 is what TensorFlow, and so the published "
-        "runs, used on NVIDIA GPUs by default)",
+        choices=PRECISIONS,
+        help="default 32; tf32 is what TensorFlow, and so the published runs, used on NVIDIA "
+        "GPUs by default",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptycho_api.atomic import atomic_write_text
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.errors import BackendError
 from ptycho_api.execution import ExecutionOptions
@@ -273,8 +274,8 @@ def _plain_loop(
 def streaming_figure(n: int, device: str, batch: int, workdir: Path, log: Path) -> dict:
     """``ptycho reconstruct`` of an n-pattern NPZ in a child process: rate and peak RSS.
 
-    The child's own output (its progress bar with patterns/s) goes to ``log`` as it runs, so a
-    run stopped at its time limit still shows which stage it reached.
+    The child's own output (its run header, stages and final rate) goes to ``log`` as it runs,
+    so a run stopped at its time limit still shows which stage it reached.
     """
     from ptycho_api.streaming import write_npz_streamed
 
@@ -370,11 +371,12 @@ def markdown(report: dict) -> str:
             f"Backend.predict (numpy in/out, tf32, batch {report['user_batch']}): "
             f"{report['user_predict']:,.0f} patterns/s",
         ]
-    lines += [
-        "",
-        "| training precision | batch | Lightning (patterns/s) | plain loop (patterns/s) |",
-        "|---|---|---|---|",
-    ]
+    if report.get("training"):
+        lines += [
+            "",
+            "| training precision | batch | Lightning (patterns/s) | plain loop (patterns/s) |",
+            "|---|---|---|---|",
+        ]
     for r in report.get("training", []):
         lines.append(
             f"| {r['precision']} | {r['batch']} | {r['lightning']:,.0f} | {r['plain_loop']:,.0f} |"
@@ -427,9 +429,9 @@ def main() -> None:
 
     def save() -> str:
         """Write the figures so far (a run stopped at its time limit keeps what it measured)."""
-        (args.out / "gpu-bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.out / "gpu-bench.json", json.dumps(report, indent=2) + "\n")
         table = markdown(report)
-        (args.out / "gpu-bench.md").write_text(table)
+        atomic_write_text(args.out / "gpu-bench.md", table)
         return table
 
     if "predict" in args.sections:

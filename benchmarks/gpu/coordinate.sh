@@ -59,7 +59,6 @@ for g in (1, 2):
         print(f"| {g} | failed | | | | {wall[-1] if wall else '-'} |")
         continue
     m = json.loads(path.read_text())
-    m = m.get("metrics", m)
     print(f"| {g} | {m['ssim'][0]:.3f} | {m['ms_ssim'][0]:.3f} | {m['frc50'][0]:.0f} | "
           f"{m['mae'][0]:.3f} | {wall[-1] if wall else '-'} |")
 PY
