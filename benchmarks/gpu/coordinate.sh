@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Coordinate (random-scan, nearest-neighbour) mode on one GPU, at the setup of the quality issue:
-# a simulated pair of 2,048 training and 1,024 test positions (seed 7), then gridsize 1 and
-# gridsize 2 trained at once with the PyTorch backend on 2,048 groups for 60 epochs (seed 1),
-# each reconstructing and scoring the test scan (TF32, as in quality.sh). The reported baseline
+# a simulated pair of 2,048 training and 1,024 test positions (seed 7), then trainings with the
+# PyTorch backend on 2,048 groups for 60 epochs (seed 1), all at once, each reconstructing and
+# scoring the test scan (TF32, as in quality.sh). Each trained model also reconstructs a second
+# scan of the same test object with as many positions as the training scan, whose groups have
+# the training scan's spacing (docs/quality.md, "Coordinate mode on a CPU"). The reported baseline
 # used a measured probe (Run1084) that is not distributed; the built-in experimental-like probe
 # stands in for it (PROBE=disk for the idealised one). Self-contained like quality.sh: build the
 # wheels first,
@@ -10,56 +12,76 @@
 #   pip wheel --no-deps -w .whl packages/ptycho-api packages/ptycho-bundle packages/ptycho-torch
 #
 # then, on the GPU machine, from the repository root:  bash benchmarks/gpu/coordinate.sh
-# Results: $OUT (or bench-results/) coordinate-gs<G>.json (metrics.json of each run),
-# coordinate-gs<G>.png (reconstruction, ground truth, errors) and coordinate.md (the table).
-# EPOCHS, N_IMAGES and N_TEST shrink the run for a smoke test on a CPU; arguments go to both
-# `ptycho train` runs (e.g. --config with `intensity_scale_trainable: false` or `model:
-# object_big: false`).
+# RUNS chooses the trainings: ';'-separated "name gridsize [ptycho train arguments]", by default
+# the issue's pair "gs1 1;gs2 2". The follow-ups of docs/quality.md are
+#
+#   RUNS="gs1 1;gs2 2;gs2-fixed-scale 2 --config benchmarks/gpu/configs/fixed-scale.yaml;gs2-small-object 2 --config benchmarks/gpu/configs/small-object.yaml"
+#
+# Results: $OUT (or bench-results/) coordinate-<name>.json and coordinate-<name>-dense.json
+# (metrics.json of the two reconstructions), coordinate-<name>.png, coordinate-<name>.log and
+# coordinate.md (the table). EPOCHS, N_IMAGES and N_TEST shrink the run for a smoke test on a
+# CPU; arguments go to every `ptycho train`.
 source "$(dirname "$0")/install_wheels.sh"
 probe="${PROBE:-defocused}"
 epochs="${EPOCHS:-60}"
 n_images="${N_IMAGES:-2048}"
+IFS=';' read -ra specs <<< "${RUNS:-gs1 1;gs2 2}"
 work=$(mktemp -d)
 ptycho simulate --pair --n-images "$n_images" --n-test "${N_TEST:-1024}" --probe "$probe" \
   --seed 7 --output-dir "$work/data" -q
+# The same training scan and test object (the test set's seed is always seed + 1), with a test
+# scan as dense as the training scan.
+ptycho simulate --pair --n-images "$n_images" --n-test "$n_images" --probe "$probe" \
+  --seed 7 --output-dir "$work/dense" -q
+names=()
 pids=()
-for g in 1 2; do
+for spec in "${specs[@]}"; do
+  read -r name g rest <<< "$spec"
+  read -ra extra <<< "$rest"
+  names+=("$name")
+  log="$out/coordinate-$name.log"
   start=$(date +%s)
   ( ptycho train --backend torch --train-data "$work/data/train_data.npz" \
       --test-data "$work/data/test_data.npz" --gridsize "$g" --n-groups "$n_images" \
-      --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/gs$g" "$@" \
-      > "$out/coordinate-gs$g.log" 2>&1
+      --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/$name" "${extra[@]}" \
+      "$@" > "$log" 2>&1 &&
+    ptycho reconstruct --backend torch --model "$work/$name" \
+      --data "$work/dense/test_data.npz" --n-groups "$n_images" --precision tf32 \
+      --output-dir "$work/$name-dense" >> "$log" 2>&1
     status=$?
-    echo "wall_seconds $(( $(date +%s) - start ))" >> "$out/coordinate-gs$g.log"
+    echo "wall_seconds $(( $(date +%s) - start ))" >> "$log"
     exit $status ) &
   pids+=($!)
 done
 status=0
-for i in 0 1; do
-  g=$((i + 1))
+for i in "${!pids[@]}"; do
+  name=${names[$i]}
   if wait "${pids[$i]}"; then
-    cp "$work/gs$g/metrics.json" "$out/coordinate-gs$g.json"
-    cp "$work/gs$g/reconstruction.png" "$out/coordinate-gs$g.png"
+    cp "$work/$name/metrics.json" "$out/coordinate-$name.json"
+    cp "$work/$name-dense/metrics.json" "$out/coordinate-$name-dense.json"
+    cp "$work/$name/reconstruction.png" "$out/coordinate-$name.png"
   else
-    status=1; echo "gridsize $g failed:"; tail -20 "$out/coordinate-gs$g.log"
+    status=1; echo "$name failed:"; tail -20 "$out/coordinate-$name.log"
   fi
 done
-python3 - "$out" "$probe" "$epochs" "$n_images" <<'PY' | tee "$out/coordinate.md"
+python3 - "$out" "$probe" "$epochs" "$n_images" "${names[@]}" <<'PY' | tee "$out/coordinate.md"
 import json, re, sys
 from pathlib import Path
-out, probe, epochs, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+out, probe, epochs, n, names = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 print(f"Coordinate mode, probe {probe}, {n} training positions and groups, {epochs} epochs (PyTorch)")
+print("amplitude metrics of the test scan; 'dense': the same object scanned at the training density")
 print()
-print("| gridsize | amp SSIM | amp MS-SSIM | amp FRC50 | amp MAE | wall (s) |")
-print("|---|---|---|---|---|---|")
-for g in (1, 2):
-    path = out / f"coordinate-gs{g}.json"
-    wall = re.findall(r"wall_seconds (\d+)", (out / f"coordinate-gs{g}.log").read_text())
-    if not path.is_file():
-        print(f"| {g} | failed | | | | {wall[-1] if wall else '-'} |")
+print("| run | SSIM | MS-SSIM | FRC50 | MAE | SSIM dense | FRC50 dense | wall (s) |")
+print("|---|---|---|---|---|---|---|---|")
+for name in names:
+    wall = re.findall(r"wall_seconds (\d+)", (out / f"coordinate-{name}.log").read_text())
+    wall = wall[-1] if wall else "-"
+    paths = [out / f"coordinate-{name}.json", out / f"coordinate-{name}-dense.json"]
+    if not all(p.is_file() for p in paths):
+        print(f"| {name} | failed | | | | | | {wall} |")
         continue
-    m = json.loads(path.read_text())
-    print(f"| {g} | {m['ssim'][0]:.3f} | {m['ms_ssim'][0]:.3f} | {m['frc50'][0]:.0f} | "
-          f"{m['mae'][0]:.3f} | {wall[-1] if wall else '-'} |")
+    m, d = (json.loads(p.read_text()) for p in paths)
+    print(f"| {name} | {m['ssim'][0]:.3f} | {m['ms_ssim'][0]:.3f} | {m['frc50'][0]:.1f} | "
+          f"{m['mae'][0]:.3f} | {d['ssim'][0]:.3f} | {d['frc50'][0]:.1f} | {wall} |")
 PY
 exit $status
