@@ -4,7 +4,8 @@
 # PyTorch backend on 2,048 groups for 60 epochs (seed 1), all at once, each reconstructing and
 # scoring the test scan (TF32, as in quality.sh). Each trained model also reconstructs a second
 # scan of the same test object with as many positions as the training scan, whose groups have
-# the training scan's spacing (docs/quality.md, "Coordinate mode on a CPU"). The reported baseline
+# the training scan's spacing, and its own training scan (does it reproduce the object it trained
+# on? docs/quality.md, "Coordinate mode on a CPU"). The reported baseline
 # used a measured probe (Run1084) that is not distributed; the built-in experimental-like probe
 # stands in for it (PROBE=disk for the idealised one). Self-contained like quality.sh: build the
 # wheels first,
@@ -17,8 +18,9 @@
 #
 #   RUNS="gs1 1;gs2 2;gs2-fixed-scale 2 --config benchmarks/gpu/configs/fixed-scale.yaml;gs2-small-object 2 --config benchmarks/gpu/configs/small-object.yaml"
 #
-# Results: $OUT (or bench-results/) coordinate-<name>.json and coordinate-<name>-dense.json
-# (metrics.json of the two reconstructions), coordinate-<name>.png, coordinate-<name>.log and
+# Results: $OUT (or bench-results/) coordinate-<name>.json, coordinate-<name>-dense.json and
+# coordinate-<name>-train.json (metrics.json of the three reconstructions),
+# coordinate-<name>.png, coordinate-<name>.log and
 # coordinate.md (the table). EPOCHS, N_IMAGES and N_TEST shrink the run for a smoke test on a
 # CPU; arguments go to every `ptycho train`.
 source "$(dirname "$0")/install_wheels.sh"
@@ -47,7 +49,10 @@ for spec in "${specs[@]}"; do
       "$@" > "$log" 2>&1 &&
     ptycho reconstruct --backend torch --model "$work/$name" \
       --data "$work/dense/test_data.npz" --n-groups "$n_images" --precision tf32 \
-      --output-dir "$work/$name-dense" >> "$log" 2>&1
+      --output-dir "$work/$name-dense" >> "$log" 2>&1 &&
+    ptycho reconstruct --backend torch --model "$work/$name" \
+      --data "$work/data/train_data.npz" --n-groups "$n_images" --precision tf32 \
+      --output-dir "$work/$name-train" >> "$log" 2>&1
     status=$?
     echo "wall_seconds $(( $(date +%s) - start ))" >> "$log"
     exit $status ) &
@@ -59,6 +64,7 @@ for i in "${!pids[@]}"; do
   if wait "${pids[$i]}"; then
     cp "$work/$name/metrics.json" "$out/coordinate-$name.json"
     cp "$work/$name-dense/metrics.json" "$out/coordinate-$name-dense.json"
+    cp "$work/$name-train/metrics.json" "$out/coordinate-$name-train.json"
     cp "$work/$name/reconstruction.png" "$out/coordinate-$name.png"
   else
     status=1; echo "$name failed:"; tail -20 "$out/coordinate-$name.log"
@@ -69,19 +75,21 @@ import json, re, sys
 from pathlib import Path
 out, probe, epochs, n, names = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 print(f"Coordinate mode, probe {probe}, {n} training positions and groups, {epochs} epochs (PyTorch)")
-print("amplitude metrics of the test scan; 'dense': the same object scanned at the training density")
+print("amplitude metrics of the test scan; 'dense': the same object scanned at the training density;")
+print("'train': the training scan, the object the model trained on")
 print()
-print("| run | SSIM | MS-SSIM | FRC50 | MAE | SSIM dense | FRC50 dense | wall (s) |")
-print("|---|---|---|---|---|---|---|---|")
+print("| run | SSIM | MS-SSIM | FRC50 | MAE | SSIM dense | FRC50 dense | SSIM train | FRC50 train | wall (s) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for name in names:
     wall = re.findall(r"wall_seconds (\d+)", (out / f"coordinate-{name}.log").read_text())
     wall = wall[-1] if wall else "-"
-    paths = [out / f"coordinate-{name}.json", out / f"coordinate-{name}-dense.json"]
+    paths = [out / f"coordinate-{name}{kind}.json" for kind in ("", "-dense", "-train")]
     if not all(p.is_file() for p in paths):
-        print(f"| {name} | failed | | | | | | {wall} |")
+        print(f"| {name} | failed | | | | | | | | {wall} |")
         continue
-    m, d = (json.loads(p.read_text()) for p in paths)
+    m, d, tr = (json.loads(p.read_text()) for p in paths)
     print(f"| {name} | {m['ssim'][0]:.3f} | {m['ms_ssim'][0]:.3f} | {m['frc50'][0]:.1f} | "
-          f"{m['mae'][0]:.3f} | {d['ssim'][0]:.3f} | {d['frc50'][0]:.1f} | {wall} |")
+          f"{m['mae'][0]:.3f} | {d['ssim'][0]:.3f} | {d['frc50'][0]:.1f} | "
+          f"{tr['ssim'][0]:.3f} | {tr['frc50'][0]:.1f} | {wall} |")
 PY
 exit $status
