@@ -288,7 +288,13 @@ def merge(paths: list[Path], out: Path) -> int:
         (row for r in reports for row in r["rows"]), key=lambda row: order.index(row["case"])
     )
     report["wall_seconds"] = max(r["wall_seconds"] for r in reports)
-    report["command"] = "bash benchmarks/gpu/quality.sh"
+    cases = [row["case"] for row in report["rows"]]
+    env = (
+        ""
+        if report["scale"] == "paper" and cases == order
+        else (f'SCALE={report["scale"]} CASES="{" ".join(cases)}" ')
+    )
+    report["command"] = f"{env}bash benchmarks/gpu/quality.sh"
     from ptycho_api.atomic import atomic_write_text
 
     atomic_write_text(
