@@ -13,10 +13,11 @@
 #   pip wheel --no-deps -w .whl packages/ptycho-api packages/ptycho-bundle packages/ptycho-torch
 #
 # then, on the GPU machine, from the repository root:  bash benchmarks/gpu/coordinate.sh
-# RUNS chooses the trainings: ';'-separated "name gridsize [ptycho train arguments]", by default
-# the pair "gs1 1;gs2 2". The follow-ups of docs/quality.md are
+# RUNS chooses the trainings: ';'-separated "name gridsize [square] [ptycho train arguments]", by
+# default the pair "gs1 1;gs2 2"; "square" trains and scores on the same scans with
+# square groups (`ptycho group --gridsize G`). The follow-ups of docs/quality.md are
 #
-#   RUNS="gs1 1;gs2 2;gs2-fixed-scale 2 --config benchmarks/gpu/configs/fixed-scale.yaml;gs2-small-object 2 --config benchmarks/gpu/configs/small-object.yaml"
+#   RUNS="gs1 1;gs2 2;gs2-square 2 square --config benchmarks/gpu/configs/small-object.yaml;gs2-small-object 2 --config benchmarks/gpu/configs/small-object.yaml"
 #
 # Results: $OUT (or bench-results/) coordinate-<name>.json, coordinate-<name>-dense.json and
 # coordinate-<name>-train.json (metrics.json of the three reconstructions),
@@ -43,15 +44,29 @@ for spec in "${specs[@]}"; do
   names+=("$name")
   log="$out/coordinate-$name.log"
   start=$(date +%s)
-  ( ptycho train --backend torch --train-data "$work/data/train_data.npz" \
-      --test-data "$work/data/test_data.npz" --gridsize "$g" --n-groups "$n_images" \
+  train="$work/data/train_data.npz" test="$work/data/test_data.npz" dense="$work/dense/test_data.npz"
+  if [ "${extra[0]:-}" = square ]; then
+    # The same scans with square groups (`ptycho group`), made once per gridsize.
+    extra=("${extra[@]:1}")
+    sq="$work/square$g"
+    if [ ! -d "$sq" ]; then
+      for f in train test dense; do
+        src="$work/data/${f}_data.npz"
+        [ "$f" = dense ] && src="$work/dense/test_data.npz"
+        ptycho group "$src" "$sq/${f}_data.npz" --gridsize "$g" -q
+      done
+    fi
+    train="$sq/train_data.npz" test="$sq/test_data.npz" dense="$sq/dense_data.npz"
+  fi
+  ( ptycho train --backend torch --train-data "$train" \
+      --test-data "$test" --gridsize "$g" --n-groups "$n_images" \
       --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/$name" "${extra[@]}" \
       "$@" > "$log" 2>&1 &&
     ptycho reconstruct --backend torch --model "$work/$name" \
-      --data "$work/dense/test_data.npz" --n-groups "$n_images" --precision tf32 \
+      --data "$dense" --n-groups "$n_images" --precision tf32 \
       --output-dir "$work/$name-dense" >> "$log" 2>&1 &&
     ptycho reconstruct --backend torch --model "$work/$name" \
-      --data "$work/data/train_data.npz" --n-groups "$n_images" --precision tf32 \
+      --data "$train" --n-groups "$n_images" --precision tf32 \
       --output-dir "$work/$name-train" >> "$log" 2>&1
     status=$?
     echo "wall_seconds $(( $(date +%s) - start ))" >> "$log"

@@ -156,7 +156,16 @@ def test_usage_error_exits_2(tmp_path):
 
 
 def test_every_subcommand_help_has_an_example(tmp_path):
-    commands = ("simulate", "convert", "train", "reconstruct", "evaluate", "inspect", "backends")
+    commands = (
+        "simulate",
+        "convert",
+        "group",
+        "train",
+        "reconstruct",
+        "evaluate",
+        "inspect",
+        "backends",
+    )
     for command in (*commands, "demo"):
         res = ptycho(command, "--help", cwd=tmp_path)
         assert res.returncode == 0 and "example:" in res.stdout, command

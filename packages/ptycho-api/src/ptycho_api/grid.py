@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ptycho_api.errors import ConfigError
+from ptycho_api.grouping import square_offsets
 from ptycho_api.objects import OBJECT_KINDS, make_object
 from ptycho_api.physics import extract_patches
 from ptycho_api.probe import normalize_probe
@@ -95,10 +96,7 @@ class GridLayout:
         Channel ``c = a * gridsize + b`` (row a, column b) is at
         ``((b - (g - 1) / 2) * offset, (a - (g - 1) / 2) * offset)``: the ``r - m`` of B 4.
         """
-        g = self.gridsize
-        k = (np.arange(g) - (g - 1) / 2) * self.offset
-        rows, cols = np.meshgrid(k, k, indexing="ij")
-        return np.column_stack([cols.ravel(), rows.ravel()]).astype(np.float64)
+        return square_offsets(self.gridsize, self.offset)
 
     def member_positions(self) -> np.ndarray:
         """``(G, C, 2)`` float64 ``[x, y]`` scan positions of every member of every group."""

@@ -22,7 +22,14 @@ from ptycho_api.physics import extract_patches
 if TYPE_CHECKING:
     from ptycho_api.rawdata import RawData
 
-__all__ = ["select_groups", "select_fixed_groups", "group_raw_data", "GROUPED_KEYS"]
+__all__ = [
+    "select_groups",
+    "select_fixed_groups",
+    "square_groups",
+    "square_offsets",
+    "group_raw_data",
+    "GROUPED_KEYS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +174,63 @@ def select_fixed_groups(
     if sequential_sampling:
         return groups[:m].astype(np.int64)
     return groups[np.random.default_rng(seed).permutation(n)[:m]].astype(np.int64)
+
+
+def square_offsets(gridsize: int, spacing: float) -> np.ndarray:
+    """Member c = a * gridsize + b of a square group sits here from its centre: ``(C, 2)`` px [x, y].
+
+    ``((b - (g - 1) / 2) * spacing, (a - (g - 1) / 2) * spacing)``: raster order, x = column,
+    the layout of the grid protocol's groups (``ptycho_api.grid``).
+    """
+    row, col = np.divmod(np.arange(gridsize * gridsize), gridsize)
+    centre = (gridsize - 1) / 2
+    return np.stack([(col - centre) * spacing, (row - centre) * spacing], axis=1).astype(float)
+
+
+def square_groups(
+    xcoords: np.ndarray,
+    ycoords: np.ndarray,
+    gridsize: int,
+    spacing: float = 4.0,
+    source: str = "<arrays>",
+) -> np.ndarray:
+    """One square-shaped group per scan position: ``(M, gridsize**2)`` int64 pattern indices.
+
+    The group of position p holds, for each member c in raster order, the position nearest to
+    p + ``square_offsets(gridsize, spacing)[c]`` px that the group does not hold yet. On a random
+    scan denser than ``spacing`` this gives every group the same in-group geometry, a square as
+    in the published grid protocol, where nearest-neighbour groups vary in shape and order
+    (docs/quality.md, "Coordinate mode on a CPU"). Raises ``DataError`` for a non-positive or
+    non-finite ``spacing``, a gridsize below 1, or fewer positions than members.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.column_stack(
+        [np.asarray(xcoords, dtype=np.float64), np.asarray(ycoords, dtype=np.float64)]
+    )
+    if isinstance(gridsize, bool) or not isinstance(gridsize, int | np.integer) or gridsize < 1:
+        raise DataError(f"{source}: gridsize: expected an integer >= 1; found {gridsize!r}")
+    C = int(gridsize) * int(gridsize)
+    if not (isinstance(spacing, int | float | np.number) and np.isfinite(spacing) and spacing > 0):
+        raise DataError(
+            f"{source}: spacing: expected a finite distance > 0 px between a square group's "
+            f"members; found {spacing!r}"
+        )
+    n = len(points)
+    if n < C:
+        raise DataError(
+            f"{source}: square groups need at least C = gridsize**2 = {C} scan positions; found {n}"
+        )
+    tree = cKDTree(points)
+    groups = np.empty((n, C), dtype=np.int64)
+    rows = np.arange(n)
+    for c, step in enumerate(square_offsets(int(gridsize), float(spacing))):
+        # C candidates always hold one the group has not taken (it holds c < C members).
+        _, candidates = tree.query(points + step, k=C, workers=-1)
+        candidates = candidates.reshape(n, C)
+        taken = (candidates[:, :, None] == groups[:, None, :c]).any(axis=2)
+        groups[:, c] = candidates[rows, np.argmax(~taken, axis=1)]
+    return groups
 
 
 def _oversampled_groups(

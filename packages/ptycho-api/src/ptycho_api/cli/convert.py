@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from ptycho_api.cli.console import echo, header
-from ptycho_api.cli.outputs import output_errors
-from ptycho_api.errors import OutputError
+from ptycho_api.cli.outputs import output_errors, refuse_existing_file
+from ptycho_api.cli.train import add_data_kind
 from ptycho_api.hdf5 import POSITION_UNITS, read_hdf5_scan
-from ptycho_api.plausibility import DATA_KINDS, check_scan
+from ptycho_api.plausibility import check_scan
 
 EXAMPLE = """example:
   ptycho convert scan.h5 scan.npz --diffraction-key /entry/data/counts \\
@@ -52,24 +52,14 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     wave.add_argument("--energy-ev", type=float, help="photon energy in eV (instead of wavelength)")
     p.add_argument("--distance-m", type=float, help="sample-detector distance in metres")
     p.add_argument("--detector-pixel-m", type=float, help="detector pixel size in metres")
-    p.add_argument(
-        "--data-kind",
-        choices=DATA_KINDS,
-        default="auto",
-        help="what the patterns hold: counts and intensities are square-rooted, amplitudes "
-        "kept; auto: integers are counts, float counts are refused until stated",
-    )
+    add_data_kind(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert from the command line."""
-    if args.output.exists() and not args.overwrite:
-        raise OutputError(
-            f"{args.output}: expected a new output file; found an existing one (--overwrite "
-            "replaces it)"
-        )
+    refuse_existing_file(args.output, args.overwrite)
     echo(header("convert"))
     scan = read_hdf5_scan(
         args.input,

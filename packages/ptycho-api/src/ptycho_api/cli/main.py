@@ -21,6 +21,7 @@ from ptycho_api.cli import (
     convert,
     demo,
     evaluate,
+    group,
     inspect_cmd,
     reconstruct,
     simulate,
@@ -34,7 +35,7 @@ __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = (simulate, convert, train, reconstruct, evaluate, inspect_cmd, backends_cmd, demo)
+COMMANDS = (simulate, convert, group, train, reconstruct, evaluate, inspect_cmd, backends_cmd, demo)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 

@@ -72,6 +72,14 @@ def _cause(exc: OSError) -> str:
     return f"{what} ({exc.filename})" if exc.filename else what
 
 
+def refuse_existing_file(path: Path, overwrite: bool) -> None:
+    """Raise ``OutputError`` when the output file ``path`` exists and ``--overwrite`` was not given."""
+    if path.exists() and not overwrite:
+        raise OutputError(
+            f"{path}: expected a new output file; found an existing one (--overwrite replaces it)"
+        )
+
+
 def prepare_output_dir(directory: Path) -> Path:
     """Create ``directory`` and write, sync and remove a probe file in it; else ``OutputError``.
 
