@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Coordinate (random-scan, nearest-neighbour) mode on one GPU, at the setup of the quality issue:
 # a simulated pair of 2,048 training and 1,024 test positions (seed 7), then trainings with the
-# PyTorch backend on 2,048 groups for 60 epochs (seed 1), all at once, each reconstructing and
-# scoring the test scan (TF32, as in quality.sh). Each trained model also reconstructs a second
-# scan of the same test object with as many positions as the training scan, whose groups have
-# the training scan's spacing, and its own training scan (does it reproduce the object it trained
-# on? docs/quality.md, "Coordinate mode on a CPU"). The reported baseline
+# PyTorch backend on 2,048 groups for all of 60 epochs (seed 1; early stopping off, as in the
+# issue), all at once, each reconstructing and scoring the test scan (TF32, as in quality.sh).
+# Each trained model also reconstructs a second scan of the same test object with as many
+# positions as the training scan, whose groups have the training scan's spacing, and its own
+# training scan (does it reproduce the object it trained on? docs/quality.md, "Coordinate mode
+# on a CPU"). The reported baseline
 # used a measured probe (Run1084) that is not distributed; the built-in experimental-like probe
 # stands in for it (PROBE=disk for the idealised one). Self-contained like quality.sh: build the
 # wheels first,
@@ -17,7 +18,7 @@
 # default the issue's pair "gs1 1;gs2 2"; "square" trains and scores on the same scans with
 # square groups (`ptycho group --gridsize G`). The follow-ups of docs/quality.md are
 #
-#   RUNS="gs1 1;gs2 2;gs2-square 2 square --config benchmarks/gpu/configs/small-object.yaml;gs2-small-object 2 --config benchmarks/gpu/configs/small-object.yaml"
+#   RUNS="gs1 1;gs2 2;gs2-square 2 square --config benchmarks/gpu/configs/small-object.yaml;gs2-square-big 2 square"
 #
 # Results: $OUT (or bench-results/) coordinate-<name>.json, coordinate-<name>-dense.json and
 # coordinate-<name>-train.json (metrics.json of the three reconstructions),
@@ -60,7 +61,8 @@ for spec in "${specs[@]}"; do
   fi
   ( ptycho train --backend torch --train-data "$train" \
       --test-data "$test" --gridsize "$g" --n-groups "$n_images" \
-      --epochs "$epochs" --seed 1 --precision tf32 --output-dir "$work/$name" "${extra[@]}" \
+      --epochs "$epochs" --no-early-stopping --seed 1 --precision tf32 \
+      --output-dir "$work/$name" "${extra[@]}" \
       "$@" > "$log" 2>&1 &&
     ptycho reconstruct --backend torch --model "$work/$name" \
       --data "$dense" --n-groups "$n_images" --precision tf32 \

@@ -223,3 +223,23 @@ def test_inference_neighbor_count_error_names_the_reconstruct_flag() -> None:
         config.validate()
     assert "inference.neighbor_count" in str(info.value)
     assert "(ptycho reconstruct: --neighbor-count 9)" in str(info.value)
+
+
+# ---- --no-early-stopping ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), True), (("--no-early-stopping",), False)])
+def test_no_early_stopping_flag_sets_the_config_field(
+    tmp_path: Path, flags: tuple[str, ...], expected: bool
+) -> None:
+    from ptycho_api.cli.train import build_config
+
+    config_file = tmp_path / "c.yaml"
+    save_config(TrainingConfig(nepochs=7), config_file)
+    parser = build_parser()
+    args = parser.parse_args(
+        ["train", "--train-data", "x.npz", "--config", str(config_file), *flags]
+    )
+    config = build_config(args)
+    # The file's other values stay; the flag alone decides early stopping.
+    assert (config.nepochs, config.early_stopping) == (7, expected)

@@ -311,3 +311,15 @@ def test_model_config_from_legacy_dict_reads_mapped_keys():
     assert (model.N, model.gridsize, model.object_big, model.probe_mask) == (128, 2, False, True)
     with pytest.raises(ConfigError, match="N"):
         model_config_from_legacy_dict({"N": 65})
+
+
+def test_early_stopping_is_on_by_default_and_read_from_a_config_file(tmp_path):
+    assert TrainingConfig().early_stopping is True
+    p = tmp_path / "c.yaml"
+    p.write_text("early_stopping: false\n")
+    assert load_config(p).early_stopping is False
+
+
+def test_early_stopping_must_be_a_bool():
+    with pytest.raises(ConfigError, match=r"training\.early_stopping.*'no'"):
+        TrainingConfig(early_stopping="no").validate()

@@ -107,11 +107,13 @@ def test_validation_is_the_last_five_percent():
     assert [SCHEDULE.n_train(b) for b in (1, 20, 64, 256)] == [1, 19, 60, 243]
 
 
-def _run_schedule(losses: list[float]) -> tuple[list[float], int | None]:
+def _run_schedule(
+    losses: list[float], early_stopping: bool = True
+) -> tuple[list[float], int | None]:
     """Feed a loss sequence to the decision 10 callbacks; -> (lr per epoch, stop epoch)."""
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-7), loss="mse")
-    callbacks = schedule_callbacks(has_validation=True)
+    callbacks = schedule_callbacks(has_validation=True, early_stopping=early_stopping)
     for cb in callbacks:
         cb.set_model(model)
         cb.on_train_begin()
@@ -140,6 +142,15 @@ def test_schedule_has_keras_plateau_and_early_stopping_semantics():
     assert min(rates) == pytest.approx(1e-4) and rates[-1] == pytest.approx(1e-4)
 
 
+def test_without_early_stopping_every_epoch_runs_and_the_plateau_rule_stays():
+    # config.early_stopping false: the sequence that stops at epoch 3 above runs to its end,
+    # with the rate still halved every 2 epochs without improvement down to 1e-4.
+    rates, stopped = _run_schedule([1.0] + [2.0] * 12, early_stopping=False)
+    assert stopped is None and len(rates) == 13
+    assert rates[:5] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
+    assert rates[-1] == pytest.approx(1e-4)
+
+
 def test_probe_trains_iff_probe_trainable(raw_train):
     # Flags come from the TrainingConfig at training time (decision 4), whatever the build said.
     config = _config(2, n_groups=16, nepochs=1, batch_size=8, probe_trainable=True)
@@ -150,3 +161,23 @@ def test_probe_trains_iff_probe_trainable(raw_train):
     backend.train(models, data, None, config)
     assert not np.array_equal(models.probe_layer.get_probe(), before)
     assert models.probe_layer.get_config()["probe_trainable"] is True
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_training_passes_early_stopping_from_the_config(raw_train, monkeypatch, early_stopping):
+    # The real callbacks, recorded on their way into fit: EarlyStopping iff config.early_stopping.
+    import ptycho_tf.training as training
+
+    seen: list[list[keras.callbacks.Callback]] = []
+
+    def recording(*args, **kwargs):
+        seen.append(schedule_callbacks(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(training, "schedule_callbacks", recording)
+    config = _config(1, n_groups=16, nepochs=1, batch_size=8, early_stopping=early_stopping)
+    _train(raw_train, config)
+    assert len(seen) == 1
+    stops = [cb for cb in seen[0] if isinstance(cb, keras.callbacks.EarlyStopping)]
+    assert len(stops) == int(early_stopping)
+    assert any(isinstance(cb, keras.callbacks.ReduceLROnPlateau) for cb in seen[0])

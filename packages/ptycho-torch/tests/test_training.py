@@ -298,15 +298,32 @@ def test_progress_bar_by_default_only_on_a_terminal(scan_64, tmp_path, monkeypat
             return tty
 
     monkeypatch.setattr(sys, "stdout", Stdout())
+    _, trainer = _train_one_epoch(scan_64, tmp_path)
+    assert (trainer.progress_bar_callback is not None) is expected
+
+
+def _train_one_epoch(scan, output_dir, **fields):
+    """One epoch on 16 groups (N=64, n_filters_scale 1, seed 3) on the CPU; -> (history, trainer)."""
     config = TrainingConfig(
         model=ModelConfig(N=64, n_filters_scale=1),
         nepochs=1,
         batch_size=8,
         n_groups=16,
         seed=3,
-        output_dir=tmp_path,
+        output_dir=output_dir,
+        **fields,
     )
-    container = create_ptycho_data_container(scan_64, config)
+    container = create_ptycho_data_container(scan, config)
     model = build_model(config.model, container.probe, container.intensity_scale, seed=3)
-    _, trainer = train_model(model, container, config, execution=ExecutionConfig(accelerator="cpu"))
-    assert (trainer.progress_bar_callback is not None) is expected
+    return train_model(model, container, config, execution=ExecutionConfig(accelerator="cpu"))
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_early_stopping_follows_the_config(scan_64, tmp_path, early_stopping):
+    # early_stopping false (ptycho train --no-early-stopping) trains every epoch: no EarlyStopping.
+    _, trainer = _train_one_epoch(scan_64, tmp_path, early_stopping=early_stopping)
+    assert (trainer.early_stopping_callback is not None) is early_stopping
+    # The plateau rule stays either way.
+    from ptycho_torch.lightning_module import KerasReduceLROnPlateau
+
+    assert any(isinstance(cb, KerasReduceLROnPlateau) for cb in trainer.callbacks)

@@ -227,6 +227,9 @@ class TrainingConfig:
     intensity_scale_trainable: bool = True
     output_dir: Path = Path("training_outputs")
     sequential_sampling: bool = False
+    # Not in the original's field set: False trains exactly nepochs, without the schedule's
+    # early stopping on the training loss (ptycho_api.schedule), as comparisons of schedules need.
+    early_stopping: bool = True
     backend: str = "auto"
     # Seeded by default so that a run repeats (Ptychodus and most scripts never set one);
     # None asks for an unseeded run.
@@ -265,6 +268,7 @@ class TrainingConfig:
             "probe_trainable",
             "intensity_scale_trainable",
             "sequential_sampling",
+            "early_stopping",
         ):
             _check_bool(s, name, getattr(self, name))
         _check_path(s, "train_data_file", self.train_data_file)

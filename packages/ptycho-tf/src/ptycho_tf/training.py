@@ -248,9 +248,11 @@ def _apply_trainable_flags(models: PtychoPINN, config: TrainingConfig) -> None:
     models.intensity_scale_trainable = config.intensity_scale_trainable
 
 
-def schedule_callbacks(has_validation: bool) -> list[keras.callbacks.Callback]:
-    """Keras' ReduceLROnPlateau and EarlyStopping with the numbers of ``SCHEDULE`` (its semantics)."""
-    return [
+def schedule_callbacks(
+    has_validation: bool, early_stopping: bool = True
+) -> list[keras.callbacks.Callback]:
+    """Keras' ReduceLROnPlateau and (with ``early_stopping``) EarlyStopping per ``SCHEDULE``."""
+    plateau = [
         keras.callbacks.ReduceLROnPlateau(
             monitor=SCHEDULE.plateau_monitor(has_validation),
             factor=SCHEDULE.plateau_factor,
@@ -259,7 +261,12 @@ def schedule_callbacks(has_validation: bool) -> list[keras.callbacks.Callback]:
             min_delta=SCHEDULE.plateau_min_delta,
             cooldown=0,
             mode="min",
-        ),
+        )
+    ]
+    if not early_stopping:
+        return plateau
+    return [
+        *plateau,
         keras.callbacks.EarlyStopping(
             monitor="loss",
             patience=SCHEDULE.early_stopping_patience,
@@ -292,8 +299,9 @@ def train_model(
     """Train ``models`` on ``train`` per ``config`` (B 8, decision 10); returns the per-epoch history.
 
     The schedule is ``ptycho_api.schedule.SCHEDULE``: Adam, ReduceLROnPlateau on ``val_loss``
-    (``loss`` without validation), EarlyStopping on ``loss``, the last groups validate; training
-    groups are reshuffled every epoch with ``config.seed``. ``test`` is evaluated once after training
+    (``loss`` without validation), EarlyStopping on ``loss`` unless ``config.early_stopping`` is
+    False, the last groups validate; training groups are reshuffled every epoch with
+    ``config.seed``. ``test`` is evaluated once after training
     (logged only). ``config.model.model_type`` "supervised" trains on ``ptycho_api.supervised``'s
     real-space loss against the ground truth of ``train`` (``DataError`` without it). ``verbose`` is Keras' (default: progress bar on a terminal, else one line per
     epoch).
@@ -352,7 +360,7 @@ def train_model(
     history = _History(config.nepochs, progress)
     callbacks: list[keras.callbacks.Callback] = [
         history,
-        *schedule_callbacks(has_validation=val_ds is not None),
+        *schedule_callbacks(val_ds is not None, config.early_stopping),
     ]
     stopper = _StopWhen(should_stop) if should_stop is not None else None
     if stopper is not None:

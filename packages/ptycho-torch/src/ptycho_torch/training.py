@@ -78,10 +78,13 @@ def make_trainer(
     return PtychoLightningModule(model, nll_weight, mae_weight, model_type)
 
 
-def schedule_callbacks(has_validation: bool) -> list[Callback]:
-    """ReduceLROnPlateau (Keras semantics) and EarlyStopping with the numbers of ``SCHEDULE``."""
+def schedule_callbacks(has_validation: bool, early_stopping: bool = True) -> list[Callback]:
+    """ReduceLROnPlateau (Keras semantics) and (with ``early_stopping``) EarlyStopping per ``SCHEDULE``."""
+    plateau: list[Callback] = [KerasReduceLROnPlateau(SCHEDULE.plateau_monitor(has_validation))]
+    if not early_stopping:
+        return plateau
     return [
-        KerasReduceLROnPlateau(SCHEDULE.plateau_monitor(has_validation)),
+        *plateau,
         EarlyStopping(
             monitor="loss",
             patience=SCHEDULE.early_stopping_patience,
@@ -169,7 +172,7 @@ def train_model(
     history_cb = HistoryCallback(config.nepochs, output_dir / HISTORY_FILE, progress, should_stop)
     callbacks: list[Callback] = [
         history_cb,
-        *schedule_callbacks(val_loader is not None),
+        *schedule_callbacks(val_loader is not None, config.early_stopping),
         ModelCheckpoint(
             dirpath=output_dir / CHECKPOINT_DIR,
             filename="best-{epoch:03d}",

@@ -30,6 +30,7 @@ from ptycho_api.execution import ExecutionOptions
 from ptycho_api.plausibility import DATA_KINDS, amplitude_limit, check_raw
 from ptycho_api.plots import plot_training_history
 from ptycho_api.rawdata import RawData
+from ptycho_api.schedule import SCHEDULE
 from ptycho_api.workflows import predict_patches, stitch_patches, train_cdi_model
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ OVERRIDES = {
     "neighbor_count": ("neighbor_count", None),
     "n_filters_scale": ("n_filters_scale", "model"),
     "model_type": ("model_type", "model"),
+    "early_stopping": ("early_stopping", None),
 }
 
 
@@ -105,6 +107,15 @@ def add_common_training(
         f"enable_oversampling (default {n_groups_default or defaults.n_groups})",
     )
     o.add_argument("--nphotons", type=float, help=f"nphotons (default {_short(defaults.nphotons)})")
+    o.add_argument(
+        "--no-early-stopping",
+        dest="early_stopping",
+        action="store_const",
+        const=False,
+        help="early_stopping false: train all epochs, not stopping once the training loss has "
+        f"not improved for {SCHEDULE.early_stopping_patience} epochs "
+        f"(default {'on' if defaults.early_stopping else 'off'})",
+    )
     o.add_argument(
         "--seed",
         type=int,
