@@ -26,6 +26,7 @@ from parity_helpers import TF, TOL_ARCHIVE, TORCH, check, rel
 from ptycho_api.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
 from ptycho_api.rawdata import RawData
+from ptycho_api.stitching import reassemble_weighted
 from ptycho_bundle import load_bundle
 
 BACKENDS = ("tensorflow", "pytorch")
@@ -232,7 +233,10 @@ def test_reconstruct_matches_in_process_prediction(workdir, tmp_path, writer):
     def stitched(scale: float) -> np.ndarray:
         xs = (test.X * np.float32(scale)).astype(np.float32)
         patches = backend.predict(model, xs, test.local_offsets.astype(np.float32), batch_size=64)
-        return np.squeeze(backend.reassemble_position(patches, test.global_offsets, 20))
+        # The CLI's default stitching (--stitch probe) on the in-process patches.
+        return np.squeeze(
+            reassemble_weighted(patches, test.global_offsets, test.probe, test.local_offsets, 20)
+        )
 
     expected = stitched(s)
     got = reconstruct(workdir, archive, writer, f"recon-inprocess-{writer}", "--chunk-size", "7")

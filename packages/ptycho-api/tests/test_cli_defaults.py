@@ -243,3 +243,16 @@ def test_no_early_stopping_flag_sets_the_config_field(
     config = build_config(args)
     # The file's other values stay; the flag alone decides early stopping.
     assert (config.nepochs, config.early_stopping) == (7, expected)
+
+
+# ---- --stitch on train, demo and reconstruct ---------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "reconstruct"])
+def test_stitch_defaults_to_probe_weighting(tmp_path: Path, command: str) -> None:
+    res = ptycho(command, "--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    assert "--stitch {probe,crop}" in text and "(default probe)" in text
+    bad = ptycho(command, "--stitch", "median", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr

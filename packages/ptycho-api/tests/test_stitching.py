@@ -7,7 +7,17 @@ import pytest
 
 from ptycho_api import reassemble_position
 from ptycho_api.physics import translate
-from ptycho_api.stitching import STITCH_DENOMINATOR_EPS, apply_stitch_options, stitch_geometry
+from ptycho_api.stitching import (
+    ILLUMINATION_FLOOR,
+    STITCH_DENOMINATOR_EPS,
+    apply_stitch_options,
+    crop_margin,
+    illumination_window,
+    reassemble_weighted,
+    stitch_geometry,
+    stitch_support,
+    weighted_support,
+)
 
 
 def _literal_reassembly(patches: np.ndarray, offsets: np.ndarray, M: int) -> np.ndarray:
@@ -109,3 +119,131 @@ def test_stitch_options_flip_scale_and_transpose_without_touching_inputs() -> No
     np.testing.assert_array_equal(flipped_y[:, 0, :, 0], [[1.0, -2.0], [-3.0, -4.0]])
     np.testing.assert_array_equal(patches, before_p)
     np.testing.assert_array_equal(offsets, before_o)
+
+
+# Probe-weighted stitching (stitching.reassemble_weighted).
+
+
+def _smooth_object(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    return 1.5 + np.sin(2 * np.pi * (3 * xx + rng.uniform())) * np.cos(
+        2 * np.pi * (2 * yy + rng.uniform())
+    ) * np.exp(1j * 0.3 * xx)
+
+
+def test_weighted_support_is_the_object_box_with_the_parity_of_m() -> None:
+    assert weighted_support(64, 20) == 32
+    assert weighted_support(64, 21) == 33  # K - M must be even to share M's pixel grid
+    assert weighted_support(64, 40) == 40
+    assert weighted_support(64, 63) == 63
+    assert weighted_support(128, 20) == 64
+    with pytest.raises(ValueError, match="crop size M"):
+        weighted_support(64, 65)
+
+
+def test_illumination_window_of_one_position_is_the_normalised_probe_intensity() -> None:
+    rng = np.random.default_rng(1)
+    probe = rng.normal(size=(16, 16)) + 1j * rng.normal(size=(16, 16))
+    window = illumination_window(probe, np.zeros((3, 1, 2, 1)), 8)
+    intensity = np.abs(probe) ** 2
+    expected = (intensity / intensity.max())[4:12, 4:12] + ILLUMINATION_FLOOR
+    assert window.shape == (3, 8, 8)
+    np.testing.assert_allclose(window, np.broadcast_to(expected, (3, 8, 8)), rtol=1e-12)
+
+
+def test_illumination_window_puts_each_member_where_the_overlap_canvas_does() -> None:
+    # A point probe; member offsets o = (+2, 0) and (0, -3) [x, y]. The overlap canvas moves
+    # member c by -o_c (forward.overlap_canvas), so its light lands at column centre - 2 and at
+    # row centre + 3 of the group's patch.
+    probe = np.zeros((16, 16), dtype=np.complex64)
+    probe[8, 8] = 1.0
+    offsets = np.array([[[[2.0, 0.0], [0.0, -3.0]]]])  # (1, 1, 2, C=2)
+    window = illumination_window(probe, offsets, 16)[0] - ILLUMINATION_FLOOR
+    lit = {tuple(int(i) for i in ix) for ix in np.argwhere(window > 0.5)}
+    assert lit == {(8, 6), (11, 8)}
+
+
+def test_weighted_stitching_of_consistent_patches_returns_the_object() -> None:
+    # Patches cut from one object at integer positions agree wherever they overlap, so any
+    # weighted mean of them is the object itself: float32 patches, float64 sums -> 1e-5.
+    obj = _smooth_object(96, seed=2)
+    N, M = 32, 12
+    rng = np.random.default_rng(3)
+    # Mirrored about (48, 48): the mean position, and so every shift, is a whole pixel.
+    half = rng.integers(N // 2 + 4, 96 - N // 2 - 4, size=(20, 2))
+    positions = np.concatenate([half, 96 - half]).astype(np.float64)
+    patches = np.stack(
+        [
+            obj[int(y) - N // 2 : int(y) + N // 2, int(x) - N // 2 : int(x) + N // 2]
+            for x, y in positions
+        ]
+    ).astype(np.complex64)[..., None]
+    probe = rng.normal(size=(N, N)) + 1j * rng.normal(size=(N, N))
+    canvas = reassemble_weighted(patches, positions, probe, np.zeros((40, 1, 2, 1)), M)
+    plain = reassemble_position(patches, positions, M)
+    assert canvas.shape == plain.shape and canvas.dtype == np.complex64
+    geom = stitch_geometry(positions, M)
+    covered = np.abs(plain[..., 0]) > 0.1
+    rows, cols = np.nonzero(covered)
+    truth = obj[
+        rows - geom.pad - M // 2 + int(geom.center[1]),
+        cols - geom.pad - M // 2 + int(geom.center[0]),
+    ]
+    np.testing.assert_allclose(canvas[rows, cols, 0], truth, atol=1e-5)
+
+
+def test_weighted_stitching_weighs_each_patch_by_its_illumination() -> None:
+    # Two constant patches, 1 and 3, at the same position; the first group is lit by the probe
+    # (weight 1 + floor), the second, whose member sits 40 px away, not at all (floor only):
+    # the pixel is (1 * (1 + f) + 3 * f) / (1 + 2 f).
+    N, M = 16, 8
+    probe = np.ones((N, N), dtype=np.complex64)
+    patches = np.stack([np.full((N, N, 1), 1.0), np.full((N, N, 1), 3.0)]).astype(np.complex64)
+    positions = np.array([[50.0, 50.0], [50.0, 50.0]])
+    local = np.array([[[[0.0], [0.0]]], [[[40.0], [0.0]]]])
+    canvas = reassemble_weighted(patches, positions, probe, local, M)
+    f = ILLUMINATION_FLOOR
+    centre = canvas.shape[0] // 2
+    assert canvas[centre, centre, 0].real == pytest.approx((1 + f + 3 * f) / (1 + 2 * f), rel=1e-6)
+
+
+def test_a_flat_probe_gives_the_plain_mean_over_the_object_box() -> None:
+    rng = np.random.default_rng(4)
+    N, M, B = 32, 12, 9
+    patches = rng.normal(size=(B, N, N, 1)) + 1j * rng.normal(size=(B, N, N, 1))
+    offsets = rng.uniform(40, 60, size=(B, 2))
+    flat = np.ones((N, N), dtype=np.complex64)
+    got = reassemble_weighted(patches, offsets, flat, np.zeros((B, 1, 2, 1)), M, chunk_size=4)
+    K = weighted_support(N, M)
+    want = crop_margin(reassemble_position(patches, offsets, K), K, M)
+    assert got.shape == reassemble_position(patches, offsets, M).shape
+    # The constant window 1 + floor cancels in sum(w p) / sum(w) but not against the 1e-9
+    # guard of the denominator, which matters only where a pixel's bilinear coverage is small:
+    # 1e-9 relative.
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+def test_weighted_stitching_rejects_mismatched_inputs() -> None:
+    patches = np.zeros((3, 16, 16, 1), dtype=np.complex64)
+    offsets = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="local offsets for 2 groups"):
+        reassemble_weighted(patches, offsets, np.ones((16, 16)), np.zeros((2, 1, 2, 1)), 8)
+    with pytest.raises(ValueError, match="probe must be"):
+        illumination_window(np.ones((16, 8)), np.zeros((3, 1, 2, 1)), 8)
+    with pytest.raises(ValueError, match="local_offsets must be"):
+        illumination_window(np.ones((16, 16)), np.zeros((3, 2)), 8)
+
+
+def test_stitch_modes_are_named_in_errors() -> None:
+    from ptycho_api.errors import ConfigError
+    from ptycho_api.workflows import stitch_container, stitch_patches
+
+    patches = np.zeros((2, 16, 16, 1), dtype=np.complex64)
+    with pytest.raises(
+        ConfigError, match=r"stitch: expected one of \['probe', 'crop'\]; found 'x'"
+    ):
+        stitch_container(None, patches, None, stitch="x")
+    with pytest.raises(ValueError, match="probe weighting needs the groups' local_offsets"):
+        stitch_patches(None, patches, np.zeros((2, 2)), M=8, probe=np.ones((16, 16)))
+    assert stitch_support("probe", 64, 20) == 32 and stitch_support("crop", 64, 20) == 20

@@ -23,7 +23,12 @@ from ptycho_api.errors import DataError
 from ptycho_api.normalization import normalization_factor
 from ptycho_api.rawdata import RawData
 from ptycho_api.simulation import simulate_dataset
-from ptycho_api.stitching import StitchCanvas, reassemble_position, stitch_geometry
+from ptycho_api.stitching import (
+    StitchCanvas,
+    reassemble_position,
+    reassemble_weighted,
+    stitch_geometry,
+)
 from ptycho_api.streaming import (
     StreamUnsupported,
     open_scan,
@@ -196,8 +201,9 @@ class _ExactPredictor:
         return (np.sqrt(x) * np.exp(1j * x / 100)).astype(np.complex64)
 
 
+@pytest.mark.parametrize("stitch", ["probe", "crop"])
 @pytest.mark.parametrize("kind", ["deflated", "hdf5"])
-def test_streamed_reconstruction_equals_the_in_memory_one(tmp_path, raw, kind):
+def test_streamed_reconstruction_equals_the_in_memory_one(tmp_path, raw, kind, stitch):
     """Same inputs to predict (bit for bit) and the same canvas as grouping + reassemble_position.
 
     The canvas sums are float64 in both paths but accumulated in a different order (chunks of
@@ -208,7 +214,9 @@ def test_streamed_reconstruction_equals_the_in_memory_one(tmp_path, raw, kind):
     path = _write(tmp_path / f"scan.{kind}", kind, _arrays(raw, _counts(raw)))
     predictor = _ExactPredictor()
     with open_scan(path) as scan:
-        streamed = reconstruct_stream(predictor, None, scan, scale, M=8, chunk=9, progress=False)
+        streamed = reconstruct_stream(
+            predictor, None, scan, scale, M=8, stitch=stitch, chunk=9, progress=False
+        )
     config = InferenceConfig(model=ModelConfig(N=N, gridsize=1))
     container = as_container(
         RawData.from_file(_write(tmp_path / "w.npz", "stored", _arrays(raw, _counts(raw)))),
@@ -216,7 +224,13 @@ def test_streamed_reconstruction_equals_the_in_memory_one(tmp_path, raw, kind):
         nphotons=1e6,
     )
     patches = predict_patches(predictor, None, container, scale)
-    expected = reassemble_position(patches, container.global_offsets, 8)
+    expected = (
+        reassemble_position(patches, container.global_offsets, 8)
+        if stitch == "crop"
+        else reassemble_weighted(
+            patches, container.global_offsets, container.probe, container.local_offsets, 8
+        )
+    )
     np.testing.assert_array_equal(streamed.global_offsets, container.global_offsets)
     assert streamed.canvas.shape == expected.shape and streamed.kind == "counts"
     np.testing.assert_allclose(streamed.canvas, expected, rtol=1e-6, atol=0)

@@ -8,20 +8,33 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ptycho_api.physics import _result_dtype
+from ptycho_api.physics import _result_dtype, translate
 
 __all__ = [
     "StitchGeometry",
     "StitchCanvas",
     "stitch_geometry",
     "reassemble_position",
+    "reassemble_weighted",
+    "illumination_window",
+    "weighted_support",
+    "stitch_support",
+    "crop_margin",
+    "STITCH_MODES",
     "STITCH_DENOMINATOR_EPS",
+    "ILLUMINATION_FLOOR",
 ]
 
 logger = logging.getLogger(__name__)
 
 STITCH_DENOMINATOR_EPS = 1e-9
 """Added to the stitched weight of all-ones patches before dividing (B 9)."""
+ILLUMINATION_FLOOR = 1e-3
+"""Added to the normalised illumination window, so that a pixel some patch covers but the probe
+barely lit is still the (plain) mean of its patches, never a division by ~0."""
+STITCH_MODES = ("probe", "crop")
+"""``probe``: every patch pixel weighted by the illumination its group received
+(:func:`reassemble_weighted`); ``crop``: the original's uniform central ``M x M`` crop."""
 
 
 class StitchGeometry(NamedTuple):
@@ -154,8 +167,12 @@ class StitchCanvas:
         self._weights = np.zeros(cells, dtype=np.float64)
         self.count = 0
 
-    def add(self, patches: np.ndarray, start: int) -> None:
-        """Accumulate patches ``(b, N, N, 1)`` or ``(b, N, N)`` placed by offsets ``[start, start + b)``."""
+    def add(self, patches: np.ndarray, start: int, weights: np.ndarray | None = None) -> None:
+        """Accumulate patches ``(b, N, N, 1)`` or ``(b, N, N)`` placed by offsets ``[start, start + b)``.
+
+        ``weights``: ``(b, M, M)`` or ``(1, M, M)`` non-negative float weights of the central crops
+        (default 1: the uniform mean of B 9).
+        """
         patches = np.asarray(patches)
         if patches.ndim == 4:
             patches = patches[..., 0]
@@ -174,8 +191,11 @@ class StitchCanvas:
         whole = np.floor(d)
         frac = d - whole
         index = _window_index(whole.astype(np.int64) + self.geometry.pad, M + 1, side)
-        values = _shift_window(crop.astype(self._numerator.dtype), frac)
-        ones = _shift_window(np.ones((b, M, M)), frac)
+        w = np.ones((1, M, M)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape not in ((1, M, M), (b, M, M)):
+            raise ValueError(f"weights must be (1, {M}, {M}) or ({b}, {M}, {M}); found {w.shape}")
+        values = _shift_window(crop.astype(self._numerator.dtype) * w, frac)
+        ones = _shift_window(np.broadcast_to(w, (b, M, M)), frac)
         if np.iscomplexobj(self._numerator):
             self._numerator += np.bincount(index, values.real.ravel(), side * side)
             self._numerator += 1j * np.bincount(index, values.imag.ravel(), side * side)
@@ -191,6 +211,92 @@ class StitchCanvas:
         image = image.reshape(self._side, self._side)[:size, :size]
         logger.debug("stitched %d patches onto a %d x %d canvas", self.count, size, size)
         return image.astype(dtype, copy=False)[..., None]
+
+
+def weighted_support(N: int, M: int) -> int:
+    """Crop side K of probe-weighted stitching: the network's object box N/2 (at least M, K - M even)."""
+    if not 0 < M <= N:
+        raise ValueError(f"crop size M must be in [1, N={N}]; found {M}")
+    K = max(N // 2, M)
+    return K + (K - M) % 2 if K < N else K - (K - M) % 2
+
+
+def stitch_support(stitch: str, N: int, M: int) -> int:
+    """Side of the central box of each N x N patch that ``stitch`` (``STITCH_MODES``) puts on the canvas."""
+    if stitch not in STITCH_MODES:
+        raise ValueError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
+    return weighted_support(N, M) if stitch == "probe" else M
+
+
+def illumination_window(probe: np.ndarray, local_offsets: np.ndarray, size: int) -> np.ndarray:
+    """Stitching weights of each group's patch: ``(B, size, size)`` float64, from 1e-3 to 1 + 1e-3.
+
+    ``probe`` ``(N, N)`` complex; ``local_offsets`` ``(B, 1, 2, C)`` [x, y] pixels. The probe
+    intensity |P|^2 at each member's place in the group's patch (translated by ``-o_c``, where
+    the overlap canvas puts member c), summed over the members, divided by its maximum; its
+    central ``size x size`` crop plus ``ILLUMINATION_FLOOR``.
+    """
+    intensity = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
+    offsets = np.asarray(local_offsets, dtype=np.float64)
+    if intensity.ndim != 2 or intensity.shape[0] != intensity.shape[1]:
+        raise ValueError(f"probe must be (N, N); found {intensity.shape}")
+    if offsets.ndim != 4 or offsets.shape[1:3] != (1, 2):
+        raise ValueError(f"local_offsets must be (B, 1, 2, C); found {offsets.shape}")
+    N = intensity.shape[0]
+    if not 0 < size <= N:
+        raise ValueError(f"window size must be in [1, N={N}]; found {size}")
+    n_groups = offsets.shape[0]
+    lit = np.zeros((n_groups, N, N))
+    stack = np.broadcast_to(intensity, (n_groups, N, N))
+    for c in range(offsets.shape[-1]):
+        member = offsets[:, 0, :, c]
+        lit += stack if not member.any() else translate(stack, -member)
+    peak = lit.max(axis=(1, 2), keepdims=True)
+    lit = np.divide(lit, peak, out=np.zeros_like(lit), where=peak > 0)
+    lo = N // 2 - size // 2
+    return lit[:, lo : lo + size, lo : lo + size] + ILLUMINATION_FLOOR
+
+
+def reassemble_weighted(
+    patches: np.ndarray,
+    global_offsets: np.ndarray,
+    probe: np.ndarray,
+    local_offsets: np.ndarray,
+    M: int = 20,
+    chunk_size: int = 1024,
+) -> np.ndarray:
+    """Probe-weighted stitching: ``(B, N, N, 1)`` -> ``(S, S, 1)`` (``(B, N, N)`` -> ``(S, S)``).
+
+    Each canvas pixel is the mean of every patch that holds it, each weighted by the
+    illumination its group received there (:func:`illumination_window`) - the overlap
+    projection of iterative ptychography, sum(|P|^2 O) / sum(|P|^2) - over the central
+    ``weighted_support(N, M)`` box of every patch (the network's object box), not only its
+    central M x M crop. The canvas is the one ``reassemble_position(patches, global_offsets,
+    M)`` returns (size and pixel grid), so evaluation and plots are unchanged.
+    """
+    patches = np.asarray(patches)
+    offsets = np.asarray(local_offsets)
+    if offsets.shape[:1] != patches.shape[:1]:
+        raise ValueError(
+            f"{patches.shape[0]} patches but local offsets for {offsets.shape[0]} groups"
+        )
+    N = patches.shape[1]
+    K = weighted_support(N, M)
+    geom = checked_geometry(patches.shape, global_offsets, K)
+    squeeze_channel = patches.ndim == 3
+    canvas = StitchCanvas(geom, K, complex_values=np.iscomplexobj(patches))
+    for start in range(0, patches.shape[0], chunk_size):
+        stop = start + chunk_size
+        window = illumination_window(probe, offsets[start:stop], K)
+        canvas.add(patches[start:stop], start, window)
+    image = crop_margin(canvas.image(_result_dtype(patches.dtype)), K, M)
+    return image[..., 0] if squeeze_channel else image
+
+
+def crop_margin(image: np.ndarray, K: int, M: int) -> np.ndarray:
+    """A canvas stitched with crop K, cut to the canvas of crop M (same pixel grid): ``(S_K, S_K, ...)`` -> ``(S_M, S_M, ...)``."""
+    d = (K - M) // 2
+    return image[d : image.shape[0] - d, d : image.shape[1] - d]
 
 
 def _shift_window(crops: np.ndarray, frac: np.ndarray) -> np.ndarray:

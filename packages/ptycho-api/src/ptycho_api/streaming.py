@@ -49,7 +49,14 @@ from ptycho_api.rawdata import (
     open_npz,
     read_members,
 )
-from ptycho_api.stitching import StitchCanvas, stitch_geometry
+from ptycho_api.stitching import (
+    STITCH_MODES,
+    StitchCanvas,
+    crop_margin,
+    illumination_window,
+    stitch_geometry,
+    weighted_support,
+)
 
 __all__ = [
     "CHUNK_BYTES",
@@ -384,6 +391,7 @@ def reconstruct_stream(
     scale: float,
     *,
     M: int = 20,
+    stitch: str = "probe",
     batch_size: int = 64,
     chunk: int | None = None,
     data_kind: str = "auto",
@@ -393,12 +401,21 @@ def reconstruct_stream(
 
     ``scale``: the archive's intensity scale s (model input is s * X). Each position is one
     group with local offset 0 and global offset its position, as ``as_container`` groups a test
-    scan at gridsize 1; the patches are stitched by ``StitchCanvas`` (B 9, crop ``M``).
+    scan at gridsize 1; the patches are stitched by ``StitchCanvas``: ``stitch`` ``"probe"``
+    weights them by the probe's intensity over the network's object box (as
+    ``stitching.reassemble_weighted``), ``"crop"`` takes the plain mean of central M x M crops
+    (B 9). Either way the canvas is the one of crop ``M``.
     """
+    if stitch not in STITCH_MODES:
+        raise ValueError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
     chunk = chunk or default_chunk(stream.N)
     stats = scan_statistics(stream, data_kind=data_kind, chunk=chunk, progress=progress)
     offsets = np.stack([stream.xcoords, stream.ycoords], axis=1)[:, None, :, None]
-    canvas = StitchCanvas(stitch_geometry(offsets, M), M, complex_values=True)
+    K, window = M, None
+    if stitch == "probe":
+        K = weighted_support(stream.N, M)
+        window = illumination_window(stream.probeGuess, np.zeros((1, 1, 2, 1)), K)
+    canvas = StitchCanvas(stitch_geometry(offsets, K), K, complex_values=True)
     start = time.perf_counter()
     with _progress(stream.n_patterns, "reconstructing", progress) as bar:
         for lo, patterns in stream.chunks(chunk):
@@ -408,11 +425,15 @@ def reconstruct_stream(
             x_scaled = (X * np.float32(scale)).astype(np.float32, copy=False)
             local = np.zeros((len(X), 1, 2, 1), dtype=np.float32)
             patches = backend.predict(model, x_scaled, local, batch_size=batch_size)
-            canvas.add(patches, lo)
+            canvas.add(patches, lo, window)
             bar.update(len(X))
     seconds = time.perf_counter() - start
     result = StreamedReconstruction(
-        canvas.image(np.complex64), offsets, stats.kind, stream.n_patterns, seconds
+        crop_margin(canvas.image(np.complex64), K, M),
+        offsets,
+        stats.kind,
+        stream.n_patterns,
+        seconds,
     )
     logger.info(
         "%s: %d patterns predicted and stitched in %.1f s (%.0f patterns/s)",

@@ -34,7 +34,7 @@ from ptycho_api.container import PtychoDataContainer, create_ptycho_data_contain
 from ptycho_api.errors import ConfigError, DataError
 from ptycho_api.probe import normalize_probe
 from ptycho_api.rawdata import RawData
-from ptycho_api.stitching import apply_stitch_options
+from ptycho_api.stitching import STITCH_MODES, apply_stitch_options, reassemble_weighted
 from ptycho_api.supervised import require_ground_truth
 
 __all__ = [
@@ -183,8 +183,15 @@ def stitch_patches(
     transpose: bool = False,
     M: int = 20,
     coord_scale: float = 1.0,
+    probe: np.ndarray | None = None,
+    local_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Stitch patches into the ``(S, S, 1)`` complex64 canvas with the options of B 9."""
+    """Stitch patches into the ``(S, S, 1)`` complex64 canvas with the options of B 9.
+
+    With ``probe`` ``(N, N)`` and the groups' ``local_offsets`` ``(B, 1, 2, C)``, every patch
+    pixel is weighted by the illumination its group received there (``reassemble_weighted``);
+    without, the backend's uniform central ``M x M`` crop (the original's stitching).
+    """
     patches, offsets = apply_stitch_options(
         patches,
         global_offsets,
@@ -193,7 +200,38 @@ def stitch_patches(
         transpose=transpose,
         coord_scale=coord_scale,
     )
-    return backend.reassemble_position(patches, offsets, M)
+    if probe is None:
+        return backend.reassemble_position(patches, offsets, M)
+    if local_offsets is None:
+        raise ValueError("stitch_patches: probe weighting needs the groups' local_offsets")
+    probe = np.asarray(probe)
+    local = np.asarray(local_offsets, dtype=np.float64)
+    if transpose:  # the window must follow the patches' swapped axes
+        probe, local = probe.T, local[:, :, ::-1, :]
+    return reassemble_weighted(patches, offsets, probe, local, M).astype(np.complex64, copy=False)
+
+
+def stitch_container(
+    backend: Any,
+    patches: np.ndarray,
+    container: PtychoDataContainer,
+    *,
+    M: int = 20,
+    stitch: str = "probe",
+) -> np.ndarray:
+    """Stitch a container's predicted patches: ``stitch`` ``"probe"`` (weighted) or ``"crop"``: -> ``(S, S, 1)``."""
+    if stitch not in STITCH_MODES:
+        raise ConfigError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
+    if stitch == "crop":
+        return stitch_patches(backend, patches, container.global_offsets, M=M)
+    return stitch_patches(
+        backend,
+        patches,
+        container.global_offsets,
+        M=M,
+        probe=container.probe,
+        local_offsets=container.local_offsets,
+    )
 
 
 def reassemble_cdi_image(

@@ -108,6 +108,7 @@ def _simulate_train_report(args: argparse.Namespace, config: TrainingConfig, out
         RawData.from_file(train_path),
         RawData.from_file(test_path),
         M=args.M,
+        stitch=args.stitch,
         command=args.command_line,
         backend=args.backend,
         execution=execution_options(args),

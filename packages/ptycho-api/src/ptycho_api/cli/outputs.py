@@ -23,7 +23,7 @@ from ptycho_api.errors import OutputError
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction, has_phase_structure
 from ptycho_api.plausibility import check_reconstruction
 from ptycho_api.plots import plot_reconstruction
-from ptycho_api.stitching import reassemble_position
+from ptycho_api.stitching import crop_margin, reassemble_position
 
 __all__ = [
     "RECONSTRUCTION_NPZ",
@@ -158,11 +158,16 @@ def evaluate_against(
     return eval_reconstruction(crop, truth), crop, truth
 
 
-def coverage_mask(global_offsets: np.ndarray, M: int) -> np.ndarray:
-    """Boolean ``(S, S)`` canvas mask: True where some patch's central ``M x M`` crop landed."""
+def coverage_mask(global_offsets: np.ndarray, M: int, support: int | None = None) -> np.ndarray:
+    """Boolean ``(S, S)`` canvas mask (the canvas of crop M): True where some patch's stitched box landed.
+
+    ``support``: the side of the central box each patch contributed (``weighted_support`` for
+    probe-weighted stitching); default M, the crop of plain stitching.
+    """
     offsets = np.asarray(global_offsets, dtype=np.float64)
-    ones = np.ones((len(offsets), M, M), dtype=np.float32)
-    return np.asarray(reassemble_position(ones, offsets, M)) > 0.5
+    K = M if support is None else support
+    ones = np.ones((len(offsets), K, K), dtype=np.float32)
+    return crop_margin(np.asarray(reassemble_position(ones, offsets, K)), K, M) > 0.5
 
 
 def write_reconstruction(
@@ -174,15 +179,17 @@ def write_reconstruction(
     ground_truth: np.ndarray | None = None,
     title: str | None = None,
     amplitude_max: float | None = None,
+    support: int | None = None,
 ) -> dict[str, Any]:
     """Write ``reconstruction.npz`` + ``.png`` (and ``metrics.json`` with ground truth).
 
-    ``canvas`` is the ``(S, S[, 1])`` complex stitched image. Returns paths and metrics.
+    ``canvas`` is the ``(S, S[, 1])`` complex stitched image; ``support`` as in
+    ``coverage_mask``. Returns paths and metrics.
     Amplitudes above ``amplitude_max`` (the model's bounded range, if any) and uncovered holes
     inside the scanned region are warned about (``plausibility.check_reconstruction``).
     """
     image = np.squeeze(np.asarray(canvas)).astype(np.complex64)
-    coverage = coverage_mask(global_offsets, M)
+    coverage = coverage_mask(global_offsets, M, support)
     if coverage.shape != image.shape:
         raise ValueError(f"coverage {coverage.shape} does not match the image {image.shape}")
     out: dict[str, Any] = {}

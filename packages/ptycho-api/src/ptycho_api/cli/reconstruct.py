@@ -19,12 +19,13 @@ from ptycho_api.cli.outputs import (
     prepare_output_dir,
     write_reconstruction,
 )
-from ptycho_api.cli.train import add_data_kind
+from ptycho_api.cli.train import add_data_kind, add_stitching
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError, ConfigError, DataError
 from ptycho_api.hdf5 import read_hdf5_scan
 from ptycho_api.plausibility import amplitude_limit, check_raw, check_scan
 from ptycho_api.rawdata import RawData
+from ptycho_api.stitching import stitch_support
 from ptycho_api.streaming import (
     ScanStream,
     StreamUnsupported,
@@ -36,7 +37,7 @@ from ptycho_api.workflows import (
     as_container,
     load_inference_bundle,
     predict_patches,
-    stitch_patches,
+    stitch_container,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="patterns read, predicted and stitched at a time when streaming (default: 16 MiB "
         "of float32 patterns, 1,024 at N=64)",
     )
-    p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
+    add_stitching(p)
     p.set_defaults(run=run)
 
 
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 scan,
                 scale,
                 M=args.M,
+                stitch=args.stitch,
                 batch_size=args.batch_size,
                 chunk=args.chunk_size,
                 data_kind=args.data_kind,
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             container = as_container(raw, config, nphotons=float(params.get("nphotons")))
             echo(f"reconstructing {len(container)} groups of {N}x{N} (gridsize {gridsize}) ...")
             patches = predict_patches(backend, model, container, scale, batch_size=args.batch_size)
-            canvas = stitch_patches(backend, patches, container.global_offsets, M=args.M)
+            canvas = stitch_container(backend, patches, container, M=args.M, stitch=args.stitch)
             global_offsets, ground_truth = container.global_offsets, raw.objectGuess
     with output_errors(args.output_dir):
         written = write_reconstruction(
@@ -204,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
             ground_truth=ground_truth,
             title=f"reconstruction ({backend.name})",
             amplitude_max=amplitude_limit(restored.get("amp_activation")),
+            support=stitch_support(args.stitch, N, args.M),
         )
     echo(f"reconstruction: {written['npz']}")
     echo(f"figure:         {written['png']}")

@@ -31,7 +31,8 @@ from ptycho_api.plausibility import DATA_KINDS, amplitude_limit, check_raw
 from ptycho_api.plots import plot_training_history
 from ptycho_api.rawdata import RawData
 from ptycho_api.schedule import SCHEDULE
-from ptycho_api.workflows import predict_patches, stitch_patches, train_cdi_model
+from ptycho_api.stitching import STITCH_MODES, stitch_support
+from ptycho_api.workflows import predict_patches, stitch_container, train_cdi_model
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,26 @@ def add_common_training(
         help="seed for grouping, initialisation and shuffling (default "
         f"{'none: unseeded' if defaults.seed is None else defaults.seed})",
     )
-    p.add_argument("-M", type=int, default=20, help="stitching crop size in pixels (default 20)")
+    add_stitching(p)
+
+
+def add_stitching(p: argparse.ArgumentParser) -> None:
+    """``-M`` and ``--stitch``: how patches become one image (shared by train, demo, reconstruct)."""
+    p.add_argument(
+        "-M",
+        type=int,
+        default=20,
+        help="the image's margin around the scan positions, and the crop of --stitch crop, in "
+        "pixels (default 20)",
+    )
+    p.add_argument(
+        "--stitch",
+        choices=STITCH_MODES,
+        default="probe",
+        help="probe: each pixel the mean of every patch that holds it, weighted by the "
+        "illumination |probe|^2 its group received there, over the network's object box (N/2); "
+        "crop: the original PtychoPINN's plain mean of central M x M crops (default probe)",
+    )
 
 
 def add_data_kind(p: argparse.ArgumentParser) -> None:
@@ -192,6 +212,7 @@ def train_and_report(
     test_raw: RawData | None,
     *,
     M: int,
+    stitch: str = "probe",
     command: Sequence[str],
     backend: str | None = None,
     baseline: bool = False,
@@ -230,7 +251,7 @@ def train_and_report(
     if test is not None:
         echo(f"reconstructing {len(test)} test groups ...")
         patches = predict_patches(impl, results["model"], test, results["intensity_scale"])
-        canvas = stitch_patches(impl, patches, test.global_offsets, M=M)
+        canvas = stitch_container(impl, patches, test, M=M, stitch=stitch)
         truth = test_raw.objectGuess if test_raw is not None else None
         written = write_reconstruction(
             out_dir,
@@ -240,13 +261,14 @@ def train_and_report(
             ground_truth=truth,
             title=f"reconstruction ({impl.name})",
             amplitude_max=amplitude_limit(config.model.amp_activation),
+            support=stitch_support(stitch, config.model.N, M),
         )
         results["outputs"] = written
         echo(f"reconstruction: {written['npz']}, {written['png']}")
         if "metrics" in written:
             untrained = None
             if baseline:
-                untrained = untrained_metrics(results, config, truth, M=M)
+                untrained = untrained_metrics(results, config, truth, M=M, stitch=stitch)
                 write_json(out_dir / UNTRAINED_METRICS_JSON, untrained)
             echo(
                 format_metrics_table(
@@ -258,7 +280,7 @@ def train_and_report(
 
 
 def untrained_metrics(
-    results: dict[str, Any], config: TrainingConfig, truth: Any, *, M: int
+    results: dict[str, Any], config: TrainingConfig, truth: Any, *, M: int, stitch: str = "probe"
 ) -> dict[str, Any]:
     """Metrics of the network as training found it (same seed and probe) on the test scan."""
     impl, test, scale = results["backend"], results["test_container"], results["intensity_scale"]
@@ -270,8 +292,8 @@ def untrained_metrics(
         probe_trainable=config.probe_trainable,
         intensity_scale_trainable=config.intensity_scale_trainable,
     )
-    canvas = stitch_patches(
-        impl, predict_patches(impl, model, test, scale), test.global_offsets, M=M
+    canvas = stitch_container(
+        impl, predict_patches(impl, model, test, scale), test, M=M, stitch=stitch
     )
     image = np.squeeze(np.asarray(canvas)).astype(np.complex64)
     metrics, _, _ = evaluate_against(image, truth, test.global_offsets, M)
@@ -311,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
             train_raw,
             test_raw,
             M=args.M,
+            stitch=args.stitch,
             command=args.command_line,
             backend=args.backend,
             execution=execution_options(args),
