@@ -256,3 +256,12 @@ def test_stitch_defaults_to_probe_weighting(tmp_path: Path, command: str) -> Non
     assert "--stitch {probe,crop}" in text and "(default probe)" in text
     bad = ptycho(command, "--stitch", "median", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr
+
+
+@pytest.mark.parametrize("M", [0, 65])
+def test_a_crop_outside_the_pattern_is_refused_before_any_work(M: int) -> None:
+    from ptycho_api.cli.train import check_crop
+
+    with pytest.raises(ConfigError, match=rf"-M: expected .* in \[1, 64\] pixels .*; found {M}$"):
+        check_crop(M, 64)
+    check_crop(64, 64)

@@ -19,7 +19,7 @@ from ptycho_api.cli.outputs import (
     prepare_output_dir,
     write_reconstruction,
 )
-from ptycho_api.cli.train import add_data_kind, add_stitching
+from ptycho_api.cli.train import add_data_kind, add_stitching, check_crop
 from ptycho_api.config import InferenceConfig, ModelConfig
 from ptycho_api.errors import BundleError, ConfigError, DataError
 from ptycho_api.hdf5 import read_hdf5_scan
@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         backend = apply_execution(select_backend(args.backend), execution_options(args))
         model, restored = load_inference_bundle(args.model, backend=backend)
         N, gridsize = int(restored["N"]), int(restored["gridsize"])
+        check_crop(args.M, N)
         scale = float(restored["intensity_scale"])
         if args.batch_size is None:
             args.batch_size = backend.auto_batch_size(N)

@@ -26,6 +26,7 @@ from ptycho_api.cli.outputs import (
     write_reconstruction,
 )
 from ptycho_api.config import MODEL_TYPES, TrainingConfig, load_config, save_config
+from ptycho_api.errors import ConfigError
 from ptycho_api.execution import ExecutionOptions
 from ptycho_api.plausibility import DATA_KINDS, amplitude_limit, check_raw
 from ptycho_api.plots import plot_training_history
@@ -145,6 +146,15 @@ def add_stitching(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_crop(M: int, N: int) -> None:
+    """Refuse ``-M`` outside [1, N] before any work, naming the flag and the pattern size."""
+    if not 0 < M <= N:
+        raise ConfigError(
+            f"-M: expected a stitching margin/crop in [1, {N}] pixels (the pattern size N); "
+            f"found {M}"
+        )
+
+
 def add_data_kind(p: argparse.ArgumentParser) -> None:
     """``--data-kind``: what the data files' patterns hold (shared by train and reconstruct)."""
     p.add_argument(
@@ -225,6 +235,7 @@ def train_and_report(
     network (same seed) is scored too, printed beside the trained one and written to
     ``metrics_untrained.json``: what training gained, not just where it ended.
     """
+    check_crop(M, config.model.N)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Hashed before training: the record is of the files as they were read, even if they are
