@@ -165,6 +165,7 @@ def run_case(
     figure: Path | None = None,
     device: str = "auto",
     precision: str = "32",
+    stitch: str = "crop",
 ) -> dict[str, Any]:
     """Simulate, train, reconstruct and evaluate one case: -> its row (and ``figure``, a PNG)."""
     from ptycho_api.backend import select_backend
@@ -194,7 +195,7 @@ def run_case(
         )
         sys.stderr.flush()
 
-    results = score_grid_training(backend, train, test, config, progress=progress)
+    results = score_grid_training(backend, train, test, config, progress=progress, stitch=stitch)
     metrics = results["metrics"]
     history = results["history"]
     if figure is not None:
@@ -211,7 +212,11 @@ def run_case(
         "case": case.name,
         "gridsize": case.gridsize,
         "probe": case.probe,
-        "amplitude": {k: metrics[k][0] for k in ("mae", "psnr255", "ssim", "ms_ssim", "frc50")},
+        "stitch": stitch,
+        "amplitude": _amplitude(metrics),
+        "amplitude_by_stitch": {
+            mode: _amplitude(scores) for mode, scores in results["metrics_by_stitch"].items()
+        },
         "published": case.published,
         "epochs_run": len(history["loss"]),
         "train_groups": config.n_groups,
@@ -222,6 +227,11 @@ def run_case(
         },
         "final_loss": history["loss"][-1],
     }
+
+
+def _amplitude(metrics: dict[str, Any]) -> dict[str, float]:
+    """The amplitude figures of an ``eval_reconstruction`` result."""
+    return {k: metrics[k][0] for k in ("mae", "psnr255", "ssim", "ms_ssim", "frc50")}
 
 
 def _git(*args: str) -> str:
@@ -244,20 +254,29 @@ def _cell(ours: dict, published: dict, key: str, fmt: str) -> str:
     return f"{format(ours[key], fmt)} ({theirs})"
 
 
+def _other_stitch(stitch: str) -> str:
+    """The stitching a report scores beside its own (``crop`` and ``probe``)."""
+    return "probe" if stitch == "crop" else "crop"
+
+
 def markdown_block(report: dict[str, Any]) -> str:
     """The report as a Markdown block: our amplitude figures beside the published ones."""
+    stitch = report.get("stitch", "crop")
+    other = _other_stitch(stitch)
     head = (
         f"**{report['backend']} / {report['scale']}** - {report['created']}, commit "
         f"`{report['commit']}`, device {report['device']}, {report['epochs']} epochs, "
         f"{report['train_groups']} training groups per case, n_filters_scale "
-        f"{report.get('n_filters_scale', 2)}, precision {report.get('precision', '32')}, wall time "
-        f"{report['wall_seconds'] / 60:.1f} min. Command: `{report['command']}`"
+        f"{report.get('n_filters_scale', 2)}, precision {report.get('precision', '32')}, "
+        f"stitching {stitch}, wall time {report['wall_seconds'] / 60:.1f} min. "
+        f"Command: `{report['command']}`"
     )
     lines = [
         head,
         "",
-        "| case | amp MAE | amp PSNR255 | amp SSIM | amp MS-SSIM | amp FRC50 | train (min) |",
-        "|---|---|---|---|---|---|---|",
+        "| case | amp MAE | amp PSNR255 | amp SSIM | amp MS-SSIM | amp FRC50 | "
+        f"amp SSIM / FRC50, {other} stitching | train (min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         cells = [
@@ -270,10 +289,18 @@ def markdown_block(report: dict[str, Any]) -> str:
                 ("frc50", ".0f"),
             )
         ]
+        alt = row.get("amplitude_by_stitch", {}).get(other)
+        cells.append("-" if alt is None else f"{alt['ssim']:.3f} / {alt['frc50']:.0f}")
         lines.append(
             f"| {row['case']} | " + " | ".join(cells) + f" | {row['seconds']['train'] / 60:.1f} |"
         )
-    lines += ["", "Ours (published) per cell."]
+    lines += [
+        "",
+        "Ours (published) per cell. Stitching: `crop`, the original's (each test group keeps the "
+        "central tile of the outer stride), as the published figures; `probe`, every pixel of "
+        "each patch weighted by the illumination it received (the default of `ptycho "
+        "reconstruct`). Both columns come from the same trained model.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -282,6 +309,10 @@ def merge(paths: list[Path], out: Path) -> int:
     reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     if not reports:
         raise SystemExit("quality --merge: no report files")
+    for key in ("backend", "scale", "stitch", "seed"):
+        values = sorted({str(r.get(key)) for r in reports})
+        if len(values) > 1:
+            raise SystemExit(f"quality --merge: the reports differ in {key}: {values}")
     report = dict(reports[0])
     order = [c.name for c in CASES]
     report["rows"] = sorted(
@@ -357,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--stitch",
+        choices=("crop", "probe"),
+        default="crop",
+        help="stitching of the main table: crop (default), the original's kept tile, as the "
+        "published figures; probe, weighted by the illumination. The other is scored beside it",
+    )
+    parser.add_argument(
         "--probe-file",
         type=Path,
         help="NPZ with a measured 'probeGuess' for the experimental cases",
@@ -400,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             figure,
             args.device,
             args.precision,
+            args.stitch,
         )
         sys.stderr.write(
             f"quality: {case.name}: amplitude SSIM {row['amplitude']['ssim']:.3f} "
@@ -415,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_groups": scale.n_groups or "all",
         "n_filters_scale": scale.n_filters_scale,
         "precision": args.precision,
+        "stitch": args.stitch,
         "seed": args.seed,
         "probe_file": str(args.probe_file) if args.probe_file else None,
         "commit": _commit(),

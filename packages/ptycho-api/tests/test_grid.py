@@ -26,12 +26,12 @@ import pytest
 from ptycho_api import ConfigError, DataError, RawData
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
-from ptycho_api.grid import grid_layout, simulate_grid
+from ptycho_api.grid import GridLayout, grid_layout, simulate_grid
 from ptycho_api.grid_quality import score_grid_training
 from ptycho_api.metrics import align_for_evaluation
 from ptycho_api.physics import far_field
 from ptycho_api.probe import default_probe, normalize_probe
-from ptycho_api.stitching import reassemble_position
+from ptycho_api.stitching import reassemble_position, reassemble_weighted
 
 
 @pytest.mark.parametrize(
@@ -148,23 +148,47 @@ def test_groups_are_validated(small_grid: object) -> None:
         )
 
 
+def _true_windows(layout: GridLayout, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random 392 px object and, as each group's perfect reconstruction, the 64 px window
+    centred on its group centre: -> object, patches (B, 64, 64, 1), offsets (B, 1, 2, 1)."""
+    centres = layout.group_centres()
+    obj = np.random.default_rng(seed).uniform(0.5, 1.5, (392, 392)).astype(np.complex64)
+    rows = (centres[:, 1] - 32).astype(int)
+    cols = (centres[:, 0] - 32).astype(int)
+    patches = np.stack([obj[r : r + 64, c : c + 64] for r, c in zip(rows, cols, strict=True)])
+    return obj, patches[..., None], centres[:, None, :, None]
+
+
 @pytest.mark.parametrize(("gridsize", "clip"), [(1, 27), (2, 29)])
 def test_tile_stitching_matches_the_original_ground_truth_crop(gridsize: int, clip: int) -> None:
     layout = grid_layout(64, gridsize, 4, 20, 392)
-    centres = layout.group_centres()
-    obj = np.random.default_rng(0).uniform(0.5, 1.5, (392, 392)).astype(np.complex64)
-    # Each group's reconstruction is the object window centred on its group centre.
-    rows = (centres[:, 1] - 32).astype(int)
-    cols = (centres[:, 0] - 32).astype(int)
-    patches = np.stack([obj[r : r + 64, c : c + 64] for r, c in zip(rows, cols, strict=True)])[
-        ..., None
-    ]
-    offsets = centres[:, None, :, None]
+    obj, patches, offsets = _true_windows(layout, seed=0)
     canvas = reassemble_position(patches, offsets, M=layout.stride)
     image, truth = align_for_evaluation(canvas, obj, offsets, M=layout.stride)
     assert image.shape == (330, 330)
     np.testing.assert_array_equal(truth, obj[clip : clip + 330, clip : clip + 330])
     np.testing.assert_allclose(image, truth, atol=1e-6)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_probe_stitching_of_true_windows_lands_on_the_same_area(gridsize: int) -> None:
+    # The quality protocol scores probe-weighted stitching on the crop stitching's area: exact
+    # object windows, weighted by the members' illumination, must give back the object there
+    # (float32 rounding of the weighted mean: 1e-5 on values 0.5-1.5).
+    layout = grid_layout(64, gridsize, 4, 20, 392)
+    obj, patches, offsets = _true_windows(layout, seed=1)
+    members = layout.member_offsets().T[None, None]  # (1, 1, 2, C)
+    local = np.broadcast_to(members, (len(patches), 1, 2, gridsize**2))
+    probe = normalize_probe(default_probe(64))
+    canvas = reassemble_weighted(patches, offsets, probe, local, M=layout.stride)
+    image, truth = align_for_evaluation(canvas, obj, offsets, M=layout.stride)
+    assert image.shape == (330, 330)
+    np.testing.assert_allclose(image, truth, atol=1e-5)
+
+
+def test_an_unknown_stitching_is_refused_before_training(small_grid: object) -> None:
+    with pytest.raises(ConfigError, match=r"stitch: expected one of \['probe', 'crop'\]"):
+        score_grid_training(None, small_grid, small_grid, TrainingConfig(), stitch="tile")
 
 
 def test_same_seed_same_scan() -> None:

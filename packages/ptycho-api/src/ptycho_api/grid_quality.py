@@ -3,6 +3,10 @@
 The published quality protocol (``benchmarks/quality.py``) and the backends' overlap tests share
 this path: train on the training scan, predict the test scan's patches, stitch the groups that
 lie on one test object and evaluate them with the original's metric conventions.
+
+Both stitchings of the same patches are scored: ``crop``, the original's (each group keeps the
+central tile of the outer stride), and ``probe``, every pixel of each patch's object box
+weighted by the illumination its group received there (``reassemble_weighted``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ptycho_api.container import create_ptycho_data_container
 from ptycho_api.errors import ConfigError
 from ptycho_api.grid import GridSimulation, object_groups
 from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
-from ptycho_api.stitching import reassemble_position
+from ptycho_api.stitching import STITCH_MODES, reassemble_position, reassemble_weighted
 from ptycho_api.workflows import predict_patches, train_cdi_model
 
 __all__ = ["score_grid_training"]
@@ -34,15 +38,20 @@ def score_grid_training(
     config: TrainingConfig,
     object_index: int = 0,
     progress: Callable[[int, int, Mapping[str, float]], None] | None = None,
+    stitch: str = "crop",
 ) -> dict[str, Any]:
     """Train ``config`` on ``train``, reconstruct test object ``object_index``: -> its scores.
 
-    Returns ``metrics`` (``eval_reconstruction``'s dict: each value ``(amplitude, phase)``),
-    ``history`` (the backend's per-epoch losses), ``image`` and ``truth`` (the aligned
-    ``(H, W)`` complex stitched reconstruction and ground truth) and ``seconds`` (train, total).
+    Returns ``metrics`` (``eval_reconstruction``'s dict: each value ``(amplitude, phase)``) of
+    the ``stitch`` stitching (``"crop"``, the original's kept tile, or ``"probe"``), and
+    ``metrics_by_stitch`` with both; ``history`` (the backend's per-epoch losses), ``image`` and
+    ``truth`` (the aligned ``(H, W)`` complex reconstruction of ``stitch`` and the ground truth)
+    and ``seconds`` (train, total).
     Nothing is saved: checkpoints and logs go to a private temporary folder, so that several
     runs may go at once. ``progress(epoch, nepochs, logs)`` is called after each epoch.
     """
+    if stitch not in STITCH_MODES:
+        raise ConfigError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
     n_objects = len(test.objects)
     if isinstance(object_index, bool) or not isinstance(object_index, int):
         raise ConfigError(f"object_index: expected an integer; found {object_index!r}")
@@ -62,11 +71,26 @@ def score_grid_training(
     patches = predict_patches(backend, results["model"], container, results["intensity_scale"])
     keep = object_groups(test.raw, container.nn_indices, object_index)
     stride = test.layout.stride
+    patches = np.asarray(patches)[keep]
     offsets = np.asarray(container.global_offsets)[keep]
-    canvas = reassemble_position(np.asarray(patches)[keep], offsets, stride)
-    image, truth = align_for_evaluation(canvas, test.raw.objectGuess, offsets, stride)
+    canvases = {
+        "crop": reassemble_position(patches, offsets, stride),
+        "probe": reassemble_weighted(
+            patches,
+            offsets,
+            np.asarray(container.probe),
+            np.asarray(container.local_offsets)[keep],
+            stride,
+        ),
+    }
+    scored = {}
+    for mode, canvas in canvases.items():
+        image, truth = align_for_evaluation(canvas, test.raw.objectGuess, offsets, stride)
+        scored[mode] = (image, truth, eval_reconstruction(image, truth))
+    image, truth, metrics = scored[stitch]
     return {
-        "metrics": eval_reconstruction(image, truth),
+        "metrics": metrics,
+        "metrics_by_stitch": {mode: entry[2] for mode, entry in scored.items()},
         "history": results["history"],
         "image": image,
         "truth": truth,
