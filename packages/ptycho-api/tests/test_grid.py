@@ -27,7 +27,7 @@ from ptycho_api import ConfigError, DataError, RawData
 from ptycho_api.config import ModelConfig, TrainingConfig
 from ptycho_api.container import create_ptycho_data_container
 from ptycho_api.grid import GridLayout, grid_layout, simulate_grid
-from ptycho_api.grid_quality import score_grid_training
+from ptycho_api.grid_quality import score_grid_model, score_grid_training
 from ptycho_api.metrics import align_for_evaluation
 from ptycho_api.physics import far_field
 from ptycho_api.probe import default_probe, normalize_probe
@@ -213,3 +213,18 @@ def test_scoring_an_object_the_test_scan_lacks_is_refused_before_training(
     # backend None: the check must fire before anything is trained.
     with pytest.raises(ConfigError, match=r"object_index: expected 0 to 1 .* found 2"):
         score_grid_training(None, small_grid, small_grid, TrainingConfig(), object_index=2)
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ({"stitch": "tile"}, r"stitch: expected one of \['probe', 'crop'\]"),
+        ({"object_index": 2}, r"object_index: expected 0 to 1 .* found 2"),
+    ],
+)
+def test_scoring_a_trained_model_refuses_bad_choices_before_predicting(
+    small_grid: object, choice: dict, message: str
+) -> None:
+    # backend and model None: the check must fire before any prediction.
+    with pytest.raises(ConfigError, match=message):
+        score_grid_model(None, None, 1.0, small_grid, TrainingConfig(), **choice)

@@ -28,7 +28,7 @@ from ptycho_api.metrics import align_for_evaluation, eval_reconstruction
 from ptycho_api.stitching import STITCH_MODES, reassemble_position, reassemble_weighted
 from ptycho_api.workflows import predict_patches, train_cdi_model
 
-__all__ = ["score_grid_training"]
+__all__ = ["score_grid_model", "score_grid_training"]
 
 
 def score_grid_training(
@@ -50,16 +50,8 @@ def score_grid_training(
     Nothing is saved: checkpoints and logs go to a private temporary folder, so that several
     runs may go at once. ``progress(epoch, nepochs, logs)`` is called after each epoch.
     """
-    if stitch not in STITCH_MODES:
-        raise ConfigError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
-    n_objects = len(test.objects)
-    if isinstance(object_index, bool) or not isinstance(object_index, int):
-        raise ConfigError(f"object_index: expected an integer; found {object_index!r}")
-    if not 0 <= object_index < n_objects:
-        raise ConfigError(
-            f"object_index: expected 0 to {n_objects - 1} (the test scan has {n_objects} "
-            f"object(s)); found {object_index}"
-        )
+    # Bad choices are refused before any training.
+    _check_choices(test, object_index, stitch)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grid-quality-") as scratch:
         config = replace(config, output_dir=Path(scratch))
@@ -67,8 +59,39 @@ def score_grid_training(
             train.raw, None, config, backend=backend, save=False, progress=progress
         )
     t_train = time.perf_counter() - t0
+    scored = score_grid_model(
+        backend,
+        results["model"],
+        results["intensity_scale"],
+        test,
+        config,
+        object_index=object_index,
+        stitch=stitch,
+    )
+    return {
+        **scored,
+        "history": results["history"],
+        "seconds": {"train": t_train, "total": time.perf_counter() - t0},
+    }
+
+
+def score_grid_model(
+    backend: Any,
+    model: Any,
+    intensity_scale: float,
+    test: GridSimulation,
+    config: TrainingConfig,
+    object_index: int = 0,
+    stitch: str = "crop",
+) -> dict[str, Any]:
+    """Reconstruct test object ``object_index`` with a (trained) ``model``: -> its scores.
+
+    ``intensity_scale`` is the training data's s. Returns ``metrics``, ``metrics_by_stitch``,
+    ``image`` and ``truth`` as :func:`score_grid_training` does; the model is not changed.
+    """
+    _check_choices(test, object_index, stitch)
     container = create_ptycho_data_container(test.raw, config, evaluation=True)
-    patches = predict_patches(backend, results["model"], container, results["intensity_scale"])
+    patches = predict_patches(backend, model, container, intensity_scale)
     keep = object_groups(test.raw, container.nn_indices, object_index)
     stride = test.layout.stride
     patches = np.asarray(patches)[keep]
@@ -91,8 +114,20 @@ def score_grid_training(
     return {
         "metrics": metrics,
         "metrics_by_stitch": {mode: entry[2] for mode, entry in scored.items()},
-        "history": results["history"],
         "image": image,
         "truth": truth,
-        "seconds": {"train": t_train, "total": time.perf_counter() - t0},
     }
+
+
+def _check_choices(test: GridSimulation, object_index: int, stitch: str) -> None:
+    """``ConfigError`` for an unknown ``stitch`` or an ``object_index`` not on the test scan."""
+    if stitch not in STITCH_MODES:
+        raise ConfigError(f"stitch: expected one of {list(STITCH_MODES)}; found {stitch!r}")
+    n_objects = len(test.objects)
+    if isinstance(object_index, bool) or not isinstance(object_index, int):
+        raise ConfigError(f"object_index: expected an integer; found {object_index!r}")
+    if not 0 <= object_index < n_objects:
+        raise ConfigError(
+            f"object_index: expected 0 to {n_objects - 1} (the test scan has {n_objects} "
+            f"object(s)); found {object_index}"
+        )
