@@ -87,7 +87,8 @@ def score_grid_model(
     """Reconstruct test object ``object_index`` with a (trained) ``model``: -> its scores.
 
     ``intensity_scale`` is the training data's s. Returns ``metrics``, ``metrics_by_stitch``,
-    ``image`` and ``truth`` as :func:`score_grid_training` does; the model is not changed.
+    ``image`` and ``truth`` as :func:`score_grid_training` does; its weights are not changed
+    (a backend may move the model to its prediction device: score a copy during training).
     """
     _check_choices(test, object_index, stitch)
     container = create_ptycho_data_container(test.raw, config, evaluation=True)
