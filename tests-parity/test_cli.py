@@ -263,39 +263,45 @@ def test_inspect_and_backends(workdir, trained):
     assert "selected:   tensorflow (default when several backends are installed" in res.stdout
 
 
+DEMO_SCANS = {
+    "random": (["--scan", "random", "--n-images", "64", "--n-test", "32"], "64 + 32 patterns"),
+    "grid": (["--n-groups", "64"], "6724 training and 1089 test groups"),
+}
+
+
+@pytest.mark.parametrize("scan", DEMO_SCANS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_demo_runs_end_to_end(workdir, backend):
+def test_demo_runs_end_to_end(workdir, backend, scan):
+    options, simulated = DEMO_SCANS[scan]
     res = ptycho(
         "demo",
         "--backend",
         backend,
-        "--n-images",
-        "64",
-        "--n-test",
-        "32",
+        *options,
         "--epochs",
         "1",
         "--output-dir",
-        f"demo-{backend}",
+        f"demo-{backend}-{scan}",
         cwd=workdir,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[3/3] done." in res.stdout and "ssim" in res.stdout
-    assert "simulating 64 + 32 patterns" in res.stdout and "training for 1 epoch ..." in res.stdout
+    assert simulated in res.stdout and "training for 1 epoch ..." in res.stdout
     # Native framework start-up notes are held back without -v (ptycho_api.cli.console).
     assert "absl::InitializeLog" not in res.stderr
     assert not re.search(r"^[IW]\d{4} \d\d:\d\d:", res.stderr, re.MULTILINE), res.stderr
     # Lightning's device notes and tips stay out, and no per-batch bar goes into a pipe.
     assert "GPU available" not in res.stderr and "Tip:" not in res.stderr, res.stderr
     assert "it/s" not in res.stdout, res.stdout
-    assert (workdir / f"demo-{backend}" / "reconstruction.png").is_file()
+    out = workdir / f"demo-{backend}-{scan}"
+    assert (out / "reconstruction.png").is_file()
     # Issue 16: the demo's object has phase to score, and the untrained network (same seed) is
     # printed beside the trained one and kept in metrics_untrained.json.
     header = next(line for line in res.stdout.splitlines() if line.startswith("metric "))
     assert header.split() == ["metric", "amplitude", "(untrained)", "phase", "(untrained)"]
     assert "n/a" not in res.stdout
-    untrained = json.loads((workdir / f"demo-{backend}" / "metrics_untrained.json").read_text())
-    trained = json.loads((workdir / f"demo-{backend}" / "metrics.json").read_text())
+    untrained = json.loads((out / "metrics_untrained.json").read_text())
+    trained = json.loads((out / "metrics.json").read_text())
     assert set(untrained) == set(trained)
     assert untrained["ssim"] != trained["ssim"]  # one epoch moved the network
 

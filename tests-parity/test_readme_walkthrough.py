@@ -1,8 +1,10 @@
 """The README's newcomer path, run as written: the demo, then its "From a beamline HDF5 file to an
 image" section (the Python snippet and the shell commands, copied out of README.md verbatim).
 
-A short demo (one epoch, small scans) stands in for the full one: the commands after it only need
-its files (``ptycho-demo/data/test_data.npz`` and the model archive). The reconstruction of the
+The section starts from the random-scan demo (``ptycho demo --scan random --output-dir
+ptycho-demo-random``), which its text names; a short one (one epoch, small scans) stands in
+for it: the commands after it only need its files (``ptycho-demo-random/data/test_data.npz``
+and the model archive). The reconstruction of the
 converted HDF5 scan must cover the same region as that of the demo's own test scan (the same
 positions after the metres round trip) and equal it within rel 1e-4 on the amplitude.
 What differs between the two inputs: float32 rounding in the counts round trip and the two
@@ -60,8 +62,9 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_readme_hdf5_walkthrough(tmp_path: Path) -> None:
     snippet, shell = _section_blocks()
-    demo = ["ptycho", "demo", "--n-images", "64", "--n-test", "48", "--epochs", "1"]
-    done = _run(demo, tmp_path)
+    demo = ["ptycho", "demo", "--scan", "random", "--output-dir", "ptycho-demo-random"]
+    assert f"`{' '.join(demo)}`" in README.read_text(), "the section names the demo it starts from"
+    done = _run([*demo, "--n-images", "64", "--n-test", "48", "--epochs", "1"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     name = re.search(r"^# (\S+\.py)", snippet, re.MULTILINE)
     assert name, "the snippet's first line names its file"
@@ -70,10 +73,9 @@ def test_readme_hdf5_walkthrough(tmp_path: Path) -> None:
         done = _run(argv, tmp_path)
         assert done.returncode == 0, (argv, done.stderr[-3000:])
     assert (tmp_path / "recon-h5" / "reconstruction.png").is_file()
-    direct = ["ptycho", "reconstruct", "--model", "ptycho-demo"]
-    done = _run(
-        [*direct, "--data", "ptycho-demo/data/test_data.npz", "--output-dir", "direct"], tmp_path
-    )
+    direct = ["ptycho", "reconstruct", "--model", "ptycho-demo-random"]
+    test_scan = "ptycho-demo-random/data/test_data.npz"
+    done = _run([*direct, "--data", test_scan, "--output-dir", "direct"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     via_h5 = np.load(tmp_path / "recon-h5" / "reconstruction.npz")
     reference = np.load(tmp_path / "direct" / "reconstruction.npz")

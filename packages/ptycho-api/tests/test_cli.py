@@ -123,7 +123,7 @@ def test_backends_without_any_backend_installed(tmp_path):
         (["train", "--train-data", "x.npz"], "no PtychoPINN backend is installed"),
         (
             ["train", "--train-data", "x.npz", "--precision", "fp8"],
-            "--precision): expected one of 32, tf32, bf16-mixed; found 'fp8'",
+            "--precision): expected one of 32, tf32, bf16-mixed, auto; found 'fp8'",
         ),
         (
             ["train", "--train-data", "x.npz", "--config", "bad.yaml"],

@@ -92,7 +92,15 @@ def test_gridsize_3_from_a_config_file_names_the_key(tmp_path: Path) -> None:
         ),
         (
             "demo",
-            ["nepochs (default 16)", "(default ptycho-demo)", "(default 7)", "(default defocused)"],
+            [
+                "nepochs (default 16)",
+                "(default ptycho-demo)",
+                "(default 7)",
+                "(default grid)",
+                "(default auto)",
+                "(default disk on the grid scan, defocused on the random scan)",
+                "(default 4096 on the grid scan, --n-images on the random scan)",
+            ],
         ),
         (
             "reconstruct",
@@ -154,6 +162,15 @@ def test_unknown_option_suggests_the_closest(
 ) -> None:
     line = error_line(ptycho(*args, cwd=tmp_path))
     assert expected in line, line
+    assert not (tmp_path / "ptycho-demo").exists()  # refused before anything is created
+
+
+@pytest.mark.parametrize("option", ["--n-images", "--n-test"])
+def test_demo_refuses_random_scan_sizes_on_the_grid_scan(tmp_path: Path, option: str) -> None:
+    res = ptycho("demo", option, "64", cwd=tmp_path)
+    line = error_line(res)
+    assert res.returncode == 2, res.stderr
+    assert f"{option}: expected only with --scan random" in line and "found 64" in line, line
     assert not (tmp_path / "ptycho-demo").exists()  # refused before anything is created
 
 

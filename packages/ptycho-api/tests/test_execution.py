@@ -26,7 +26,11 @@ def test_defaults_are_exact_and_aliases_are_normalised():
             "tpu",
             "execution device (--device): expected one of auto, cpu, gpu; found 'tpu'",
         ),
-        ("precision", "16", "(--precision): expected one of 32, tf32, bf16-mixed; found '16'"),
+        (
+            "precision",
+            "16",
+            "(--precision): expected one of 32, tf32, bf16-mixed, auto; found '16'",
+        ),
         ("compile", "fast", "(--compile): expected one of off, default, reduce-overhead"),
         ("channels_last", "yes", "(--channels-last): expected true or false; found 'yes'"),
         ("kernels", "cuda", "(--kernels): expected one of auto, framework, fused; found 'cuda'"),

@@ -74,6 +74,12 @@ def test_bf16_is_refused_with_the_alternatives(setup):
         setup[0].apply_execution(ExecutionOptions(precision="bf16-mixed"))
 
 
+def test_auto_precision_is_float32(setup):
+    setup[0].apply_execution(ExecutionOptions(precision="auto"))
+    assert setup[0].options.precision == "32"
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+
+
 def test_device_gpu_needs_a_gpu_and_batch_size_follows_the_device():
     backend = Backend()
     if tf.config.list_logical_devices("GPU"):

@@ -8,6 +8,8 @@ compilation options by float32 reassociation (below), TF32 exactly (a CPU has no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,24 @@ def test_device_gpu_needs_a_gpu_and_batch_size_follows_the_device():
             backend.apply_execution(ExecutionOptions(device="gpu"))
         backend.apply_execution(ExecutionOptions(device="auto"))
         assert backend.predict_device().type == "cpu" and backend.auto_batch_size(64) == 64
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as the Linux kernel reports them (independent of PyTorch)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("needs /proc/cpuinfo (Linux) to know the CPU's flags independently")
+    line = next(x for x in cpuinfo.read_text().splitlines() if x.startswith("flags"))
+    return set(line.split(":", 1)[1].split())
+
+
+def test_auto_precision_is_bfloat16_exactly_where_the_cpu_has_bfloat16_units():
+    backend = Backend()
+    backend.apply_execution(ExecutionOptions(device="cpu", precision="auto"))
+    native = bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert backend.options.precision == ("bf16-mixed" if native else "32")
+    assert backend.execution.precision == ("bf16-mixed" if native else "32-true")
+    assert not torch.backends.cuda.matmul.allow_tf32
 
 
 def test_bf16_mixed_training_runs_in_bfloat16(scan_64, tmp_path):

@@ -13,6 +13,10 @@ option                    PyTorch                                     TensorFlow
 ``precision="bf16-mixed"``  network under ``torch.autocast`` bfloat16  not supported: refused with an error
                           (Lightning's ``bf16-mixed`` in training);
                           physics and outputs float32
+``precision="auto"``      ``bf16-mixed`` where the device has         ``32``
+                          bfloat16 arithmetic (a CPU with AVX-512
+                          BF16 or AMX, a CUDA GPU that supports
+                          bfloat16), else ``32``
 ``compile``               ``torch.compile`` with that mode            XLA ``jit_compile`` (any mode but ``off``)
 ``channels_last``         ``torch.channels_last`` memory format       always (Keras is NHWC): accepted, no-op
 ``kernels="fused"``       the physics around the network in our own   the model compiled with XLA, which fuses
@@ -45,7 +49,9 @@ __all__ = [
 
 DEVICES = ("auto", "cpu", "gpu")
 """``auto``: the first GPU when one is visible, else the CPU; ``gpu`` fails without one."""
-PRECISIONS = ("32", "tf32", "bf16-mixed")
+PRECISIONS = ("32", "tf32", "bf16-mixed", "auto")
+"""``auto``: the backend's fastest precision within ``BF16_REL_TOLERANCE`` on this device (the
+demo's default); each backend resolves it in ``apply_execution``."""
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 """``torch.compile`` modes (``reduce-overhead`` adds CUDA graphs); XLA has one: any but ``off``."""
 

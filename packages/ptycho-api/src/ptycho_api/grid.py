@@ -277,11 +277,13 @@ def simulate_grid_pair(
     probe_scale: float = 4.0,
     seed: int = 1,
     obj: str = "lines",
+    set_phi: bool = False,
 ) -> tuple[GridSimulation, GridSimulation]:
     """The published train/test pair (B 11.3): -> (train, test) ``GridSimulation``.
 
     The training scan (groups ``outer_offset_train / 2`` px apart, ``seed``) sets ``s_sim``;
     the test scan (``outer_offset_test / 2`` px apart, ``seed + 1``, other objects) reuses it.
+    ``set_phi`` gives the objects a phase (``make_object``); the published runs have none.
     """
     train = simulate_grid(
         grid_layout(N, gridsize, offset, outer_offset_train, size),
@@ -291,6 +293,7 @@ def simulate_grid_pair(
         probe_scale=probe_scale,
         seed=seed,
         obj=obj,
+        set_phi=set_phi,
     )
     test = simulate_grid(
         grid_layout(N, gridsize, offset, outer_offset_test, size),
@@ -301,6 +304,7 @@ def simulate_grid_pair(
         seed=seed + 1,
         obj=obj,
         intensity_scale=train.intensity_scale,
+        set_phi=set_phi,
     )
     return train, test
 

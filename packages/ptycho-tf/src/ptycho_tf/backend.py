@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ class Backend:
         process-wide TF32 switch (on for ``tf32`` only); ``compile`` other than ``off`` or
         ``kernels`` ``fused`` turns on XLA, which fuses the physics around the network (there
         are no hand-written TensorFlow kernels); ``channels_last`` is Keras' own layout. ``bf16-mixed`` is refused: the Keras
-        model's layers are built float32 and their complex physics has no bfloat16 kernels.
+        model's layers are built float32 and their complex physics has no bfloat16 kernels, so
+        ``auto`` is ``32`` (kept resolved in ``options``).
         """
         options = options.validate()
         if options.precision == "bf16-mixed":
@@ -70,6 +72,8 @@ class Backend:
                 "model is built in float32); found bf16-mixed. Use the PyTorch backend for "
                 "bfloat16, or --precision tf32"
             )
+        if options.precision == "auto":
+            options = replace(options, precision="32")
         self._placement = self._device(options.device)
         tf.config.experimental.enable_tensor_float_32_execution(options.precision == "tf32")
         self.jit_compile = options.compile != "off" or options.kernels == "fused"

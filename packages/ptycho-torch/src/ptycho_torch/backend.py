@@ -39,6 +39,17 @@ __all__ = ["Backend"]
 logger = logging.getLogger(__name__)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (AVX-512 BF16 or AMX on a CPU).
+
+    Elsewhere oneDNN emulates bfloat16 on a CPU, many times slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
 class Backend:
     """PyTorch + Lightning implementation of the ``ptycho_api.backend.Backend`` protocol.
 
@@ -62,9 +73,13 @@ class Backend:
 
         Sets ``execution`` (accelerator, precision, compile, channels-last, fused physics) and
         PyTorch's process-wide TF32 switches: on for ``tf32``, off otherwise (IEEE float32).
+        ``options`` keeps what was applied, with precision ``auto`` resolved (``native_bf16``).
         """
         options = options.validate()
         device = self._device(options.device)
+        if options.precision == "auto":
+            options = replace(options, precision="bf16-mixed" if native_bf16(device) else "32")
+            logger.debug("precision auto on %s: %s", device, options.precision)
         self.execution = replace(
             self.execution,
             accelerator="gpu" if device.type == "cuda" else "cpu",

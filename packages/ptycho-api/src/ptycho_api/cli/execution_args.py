@@ -10,8 +10,8 @@ from ptycho_api.execution import COMPILE_MODES, DEVICES, KERNELS, PRECISIONS, Ex
 __all__ = ["add_execution_options", "execution_options", "apply_execution"]
 
 
-def add_execution_options(p: argparse.ArgumentParser) -> None:
-    """Register the execution options on a subcommand."""
+def add_execution_options(p: argparse.ArgumentParser, *, precision: str = "32") -> None:
+    """Register the execution options on a subcommand (``precision``: its default)."""
     group = p.add_argument_group("execution (either backend; see docs/execution.md)")
     group.add_argument(
         "--device",
@@ -20,9 +20,10 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--precision",
-        default="32",
-        help=f"{'|'.join(PRECISIONS)}: IEEE float32, TF32 matmuls on NVIDIA GPUs, or bfloat16 "
-        "autocast (PyTorch only) (default 32)",
+        default=precision,
+        help=f"{'|'.join(PRECISIONS)}: IEEE float32, TF32 matmuls on NVIDIA GPUs, bfloat16 "
+        "autocast (PyTorch only), or auto: bfloat16 with PyTorch where the CPU or GPU computes "
+        f"it in hardware, else 32 (default {precision})",
     )
     group.add_argument(
         "--compile",

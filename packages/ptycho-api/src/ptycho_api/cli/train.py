@@ -63,9 +63,17 @@ def _short(value: float) -> str:
 
 
 def add_common_training(
-    p: argparse.ArgumentParser, defaults: TrainingConfig, *, n_groups_default: str | None = None
+    p: argparse.ArgumentParser,
+    defaults: TrainingConfig,
+    *,
+    n_groups_default: str | None = None,
+    gridsize_default: str | None = None,
 ) -> None:
-    """Options shared by ``train`` and ``demo``, with ``defaults``' values shown in the help."""
+    """Options shared by ``train`` and ``demo``, with ``defaults``' values shown in the help.
+
+    ``n_groups_default`` and ``gridsize_default``: the help's default text where it is not one
+    value (the demo's depend on its scan).
+    """
     p.add_argument(
         "--backend",
         help=f"tensorflow|tf|pytorch|torch|auto (default {defaults.backend}: the selection ladder)",
@@ -89,7 +97,8 @@ def add_common_training(
     o.add_argument(
         "--gridsize",
         type=int,
-        help=f"model.gridsize: groups of gridsize**2 patterns (default {defaults.model.gridsize})",
+        help="model.gridsize: groups of gridsize**2 patterns "
+        f"(default {gridsize_default or defaults.model.gridsize})",
     )
     o.add_argument(
         "--neighbor-count",
@@ -242,6 +251,8 @@ def train_and_report(
     # replaced during a long run.
     provenance = provenance_record(config, command)
     impl = apply_execution(select_backend(backend, config), execution)
+    if execution is not None and execution.precision == "auto":
+        echo(f"precision auto: {impl.options.precision} on this machine")
     results = train_cdi_model(train_raw, test_raw, config, backend=impl)
     impl, history = results["backend"], results["history"]
     save_config(config, out_dir / "config.yaml")
