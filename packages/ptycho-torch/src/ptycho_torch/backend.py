@@ -42,11 +42,19 @@ logger = logging.getLogger(__name__)
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware (AVX-512 BF16 or AMX on a CPU).
 
-    Elsewhere oneDNN emulates bfloat16 on a CPU, many times slower than float32.
+    Elsewhere oneDNN emulates bfloat16 on a CPU, many times slower than float32. PyTorch
+    releases before ``torch.cpu.get_capabilities`` (and before CUDA's ``including_emulation``)
+    cannot say, and get False: float32.
     """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    capabilities = torch.cpu.get_capabilities()
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:
+            return False
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is None:
+        return False
+    capabilities = get_capabilities()
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
