@@ -32,6 +32,7 @@ GOOD_MODULE = """
 from ptycho_api.backend import LogFilters
 class FakeBackend:
     name = "{name}"
+    options = None
     log_filters = LogFilters()
     def framework_version(self): return "0.0-fake"
     def devices(self): return ["cpu"]

@@ -122,6 +122,10 @@ class Backend(Protocol):
     name: str
     """Canonical backend name: ``"tensorflow"`` or ``"pytorch"``."""
 
+    options: ExecutionOptions | None
+    """The execution options last applied (``apply_execution``), ``precision="auto"`` resolved to
+    what the backend chose; None before any."""
+
     log_filters: LogFilters
     """The framework output a front end may hide; the same object the backend registers under
     ``ptycho.log_filters`` from a module that imports no framework (read before importing)."""
@@ -136,8 +140,8 @@ class Backend(Protocol):
 
     def apply_execution(self, options: ExecutionOptions) -> None:
         """Run later calls with ``options`` (``ptycho_api.execution``: device, precision,
-        compilation, memory layout); raises ``BackendError`` for an option it cannot honour
-        (e.g. ``--device gpu`` without a GPU)."""
+        compilation, memory layout) and keep them in ``options``; raises ``BackendError`` for an
+        option it cannot honour (e.g. ``--device gpu`` without a GPU)."""
         ...
 
     def auto_batch_size(self, N: int) -> int:
